@@ -1,0 +1,58 @@
+# berth: a Kubernetes CRI runtime.
+SHELL := /bin/bash
+export PATH := $(PATH):/usr/local/go/bin:$(shell go env GOPATH 2>/dev/null)/bin
+BIN := $(CURDIR)/bin
+GO_PKGS := ./runtime/... ./server/... ./cmd/... ./proto/...
+HANDLER ?= runc
+
+.PHONY: all build install run deps test-deps test test-root test-all lint protos critest bench clean
+
+all: build
+
+build:
+	go build -o $(BIN)/ ./cmd/...
+
+install: build
+	install -m 0755 $(BIN)/berthd $(BIN)/berth-shim /usr/local/bin/
+
+# Installs the runtime prerequisites, builds, installs and runs berthd with
+# its embedded defaults (socket /run/berth/berth.sock).
+run: deps install
+	berthd check || true
+	exec berthd
+
+deps:
+	test/scripts/deps.sh runtime
+
+test-deps:
+	test/scripts/deps.sh test
+
+# Unit tests; the ones that need root skip without it.
+test:
+	go test -race -count=1 $(GO_PKGS)
+
+# End-to-end tests against a real berthd (root).
+test-root: build
+	@[ "$$(id -u)" = 0 ] || { echo "test-root needs root"; exit 1; }
+	BERTH_BIN=$(BIN) go test -count=1 -timeout 30m ./test/...
+
+# Everything, as CI runs it: prerequisites, lint, unit and root tests.
+test-all: test-deps lint test test-root
+
+lint:
+	go vet ./...
+	@out=$$(gofmt -l $$(git ls-files '*.go' | grep -v '\.pb\.go$$')); \
+	if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
+
+protos:
+	buf generate
+	@git diff --exit-code -- proto/ || { echo "generated code changed: commit it"; exit 1; }
+
+critest:
+	@echo "make critest: the CRI validation suite is not wired up yet (issue 4)"; exit 1
+
+bench:
+	@echo "make bench: the benchmark against containerd is not built yet (issue 7)"; exit 1
+
+clean:
+	rm -rf $(BIN)

@@ -1,0 +1,253 @@
+// Command berthd is berth's CRI server.
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"os"
+	"os/exec"
+	"os/signal"
+	"path/filepath"
+	"syscall"
+	"time"
+
+	"google.golang.org/grpc"
+	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
+
+	"github.com/berthrt/berth/runtime/config"
+	"github.com/berthrt/berth/runtime/image"
+	"github.com/berthrt/berth/runtime/network"
+	"github.com/berthrt/berth/runtime/oci"
+	"github.com/berthrt/berth/runtime/pod"
+	"github.com/berthrt/berth/runtime/store"
+	"github.com/berthrt/berth/server"
+)
+
+const usage = `berthd: a Kubernetes CRI runtime
+
+Usage:
+  berthd [flags]            serve CRI on the configured socket
+  berthd config default     print the default configuration
+  berthd check              check this node's prerequisites
+  berthd version            print the version
+
+Flags:
+`
+
+type flags struct {
+	config     string
+	logLevel   string
+	logFormat  string
+	configSet  bool
+	stopWithin time.Duration
+}
+
+func main() {
+	os.Exit(run(os.Args[1:], os.Stdout, os.Stderr))
+}
+
+func run(args []string, stdout, stderr io.Writer) int {
+	fs := flag.NewFlagSet("berthd", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	fs.Usage = func() { fmt.Fprint(stderr, usage); fs.PrintDefaults() }
+	var f flags
+	fs.StringVar(&f.config, "config", config.DefaultPath, "configuration file")
+	fs.StringVar(&f.logLevel, "log-level", "info", "debug, info, warn or error")
+	fs.StringVar(&f.logFormat, "log-format", "text", "text or json")
+	fs.DurationVar(&f.stopWithin, "shutdown-timeout", 10*time.Second, "how long SIGTERM waits for in-flight calls")
+	if err := fs.Parse(args); err != nil {
+		return 2
+	}
+	fs.Visit(func(fl *flag.Flag) { f.configSet = f.configSet || fl.Name == "config" })
+	log, err := newLogger(stderr, f.logLevel, f.logFormat)
+	if err != nil {
+		fmt.Fprintln(stderr, "berthd:", err)
+		return 2
+	}
+	rest := fs.Args()
+	switch {
+	case len(rest) == 0:
+	case len(rest) == 2 && rest[0] == "config" && rest[1] == "default":
+		fmt.Fprint(stdout, config.Render(config.Default()))
+		return 0
+	case len(rest) == 1 && rest[0] == "version":
+		fmt.Fprintln(stdout, "berthd", server.Version)
+		return 0
+	case len(rest) == 1 && rest[0] == "check":
+		cfg, err := config.Load(f.config, f.configSet)
+		if err != nil {
+			fmt.Fprintln(stderr, "berthd:", err)
+			return 1
+		}
+		return check(cfg, stdout)
+	default:
+		fs.Usage()
+		return 2
+	}
+	cfg, err := config.Load(f.config, f.configSet)
+	if err != nil {
+		fmt.Fprintln(stderr, "berthd:", err)
+		return 1
+	}
+	if err := serve(cfg, f, log); err != nil {
+		log.Error("berthd failed", "err", err)
+		return 1
+	}
+	return 0
+}
+
+func newLogger(w io.Writer, level, format string) (*slog.Logger, error) {
+	var lv slog.Level
+	if err := lv.UnmarshalText([]byte(level)); err != nil {
+		return nil, fmt.Errorf("--log-level: %w", err)
+	}
+	opts := &slog.HandlerOptions{Level: lv}
+	switch format {
+	case "text":
+		return slog.New(slog.NewTextHandler(w, opts)), nil
+	case "json":
+		return slog.New(slog.NewJSONHandler(w, opts)), nil
+	}
+	return nil, fmt.Errorf("--log-format: want text or json, got %q", format)
+}
+
+func serve(cfg *config.Config, f flags, log *slog.Logger) error {
+	ctx := context.Background()
+	for _, d := range []string{cfg.Root, cfg.State} {
+		if err := os.MkdirAll(d, 0o711); err != nil {
+			return err
+		}
+	}
+	db, err := store.Open(filepath.Join(cfg.Root, "meta.db"))
+	if err != nil {
+		return err
+	}
+	defer db.Close()
+	images, err := image.New(db, image.OptionsFromConfig(cfg, log.With("room", "image")))
+	if err != nil {
+		return fmt.Errorf("image store: %w", err)
+	}
+	cni, err := network.New(network.Options{ConfDir: cfg.CNI.ConfDir, BinDirs: cfg.CNI.BinDirs, CacheDir: cfg.CNI.CacheDir, DefaultSubnet: cfg.CNI.DefaultSubnet})
+	if err != nil {
+		return err
+	}
+	handlers := oci.NewHandlers(ctx, cfg)
+	for _, h := range handlers.All() {
+		if h.ProbeErr != nil {
+			log.Warn("runtime handler unusable", "handler", h.Handler, "err", h.ProbeErr)
+		} else {
+			log.Info("runtime handler", "handler", h.Handler, "path", h.Path, "version", h.Info.Version, "oci", h.Info.SpecVersion)
+		}
+	}
+	shimBin, err := shimBinary(cfg)
+	if err != nil {
+		return err
+	}
+	pods, err := pod.New(ctx, pod.Options{
+		Config: cfg, DB: db, Images: images, Handlers: handlers, CNI: cni,
+		Log: log.With("room", "pod"), ShimBinary: shimBin, LogLevel: f.logLevel,
+	})
+	if err != nil {
+		return err
+	}
+
+	ic := server.Interceptors{Log: log}
+	srv := grpc.NewServer(
+		grpc.ChainUnaryInterceptor(ic.Unary),
+		grpc.ChainStreamInterceptor(ic.Stream),
+		grpc.MaxRecvMsgSize(16<<20), grpc.MaxSendMsgSize(16<<20),
+	)
+	runtimeapi.RegisterRuntimeServiceServer(srv, &server.RuntimeService{Pods: pods, CgroupDriver: cfg.CgroupDriver, Log: log})
+	runtimeapi.RegisterImageServiceServer(srv, &server.ImageService{Images: images, Log: log})
+
+	lis, err := listen(cfg.Socket)
+	if err != nil {
+		return err
+	}
+	log.Info("berthd serving", "socket", cfg.Socket, "version", server.Version, "root", cfg.Root, "state", cfg.State)
+
+	sigs := make(chan os.Signal, 1)
+	signal.Notify(sigs, syscall.SIGTERM, syscall.SIGINT)
+	served := make(chan error, 1)
+	go func() { served <- srv.Serve(lis) }()
+	select {
+	case err := <-served:
+		return err
+	case sig := <-sigs:
+		log.Info("shutting down", "signal", sig.String(), "timeout", f.stopWithin)
+	}
+	// In-flight calls finish; new ones are refused. Pods keep running:
+	// their shims do not depend on berthd.
+	stopped := make(chan struct{})
+	go func() { srv.GracefulStop(); close(stopped) }()
+	select {
+	case <-stopped:
+	case <-time.After(f.stopWithin):
+		log.Warn("in-flight calls did not finish in time; stopping")
+		srv.Stop()
+	}
+	log.Info("berthd stopped")
+	return nil
+}
+
+// listen creates the CRI socket: parent dirs made, a stale socket from a
+// dead berthd replaced, a live one (another berthd) left alone, mode 0660.
+func listen(path string) (net.Listener, error) {
+	if err := os.MkdirAll(filepath.Dir(path), 0o711); err != nil {
+		return nil, err
+	}
+	if fi, err := os.Lstat(path); err == nil {
+		if fi.Mode()&os.ModeSocket == 0 {
+			return nil, fmt.Errorf("%s exists and is not a socket; not replacing it", path)
+		}
+		if c, err := net.DialTimeout("unix", path, time.Second); err == nil {
+			c.Close()
+			return nil, fmt.Errorf("%s is in use: is another berthd running?", path)
+		}
+		if err := os.Remove(path); err != nil {
+			return nil, err
+		}
+	} else if !errors.Is(err, os.ErrNotExist) {
+		return nil, err
+	}
+	// The socket must never be reachable with wider permissions, not even
+	// between bind and chmod.
+	old := syscall.Umask(0o117)
+	lis, err := net.Listen("unix", path)
+	syscall.Umask(old)
+	if err != nil {
+		return nil, err
+	}
+	if err := os.Chmod(path, 0o660); err != nil {
+		lis.Close()
+		return nil, err
+	}
+	if err := os.Chown(path, 0, 0); err != nil && os.Geteuid() == 0 {
+		lis.Close()
+		return nil, err
+	}
+	return lis, nil
+}
+
+// shimBinary finds berth-shim: as configured, next to berthd, or in $PATH.
+func shimBinary(cfg *config.Config) (string, error) {
+	if cfg.ShimPath != "" {
+		return cfg.ShimPath, nil
+	}
+	if self, err := os.Executable(); err == nil {
+		p := filepath.Join(filepath.Dir(self), "berth-shim")
+		if _, err := os.Stat(p); err == nil {
+			return p, nil
+		}
+	}
+	p, err := exec.LookPath("berth-shim")
+	if err != nil {
+		return "", fmt.Errorf("berth-shim not found next to berthd or in $PATH (set shim_path): %w", err)
+	}
+	return p, nil
+}

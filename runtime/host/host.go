@@ -1,0 +1,127 @@
+// Package host reads the facts about this node that berth adapts to:
+// cgroup mode, the oom_score_adj floor, overlayfs support.
+package host
+
+import (
+	"bufio"
+	"os"
+	"strconv"
+	"strings"
+
+	"golang.org/x/sys/unix"
+)
+
+// CgroupMode is how cgroups are mounted.
+type CgroupMode string
+
+const (
+	CgroupV1      CgroupMode = "v1"
+	CgroupHybrid  CgroupMode = "hybrid" // v1 controllers plus a cgroup2 tree at /sys/fs/cgroup/unified
+	CgroupV2      CgroupMode = "v2"
+	CgroupUnknown CgroupMode = "unknown"
+)
+
+// Cgroups returns the cgroup mode of this host.
+func Cgroups() CgroupMode {
+	var st unix.Statfs_t
+	if err := unix.Statfs("/sys/fs/cgroup", &st); err != nil {
+		return CgroupUnknown
+	}
+	if st.Type == unix.CGROUP2_SUPER_MAGIC {
+		return CgroupV2
+	}
+	if err := unix.Statfs("/sys/fs/cgroup/unified", &st); err == nil && st.Type == unix.CGROUP2_SUPER_MAGIC {
+		return CgroupHybrid
+	}
+	return CgroupV1
+}
+
+// HybridControllers lists the controllers bound to the cgroup2 tree of a
+// hybrid host (crun refuses to run while any is there).
+func HybridControllers() []string {
+	b, err := os.ReadFile("/sys/fs/cgroup/unified/cgroup.controllers")
+	if err != nil {
+		return nil
+	}
+	return strings.Fields(string(b))
+}
+
+// V1Mounted reports whether a cgroup v1 hierarchy for controller is mounted.
+func V1Mounted(controller string) bool {
+	f, err := os.Open("/proc/self/mountinfo")
+	if err != nil {
+		return false
+	}
+	defer f.Close()
+	sc := bufio.NewScanner(f)
+	for sc.Scan() {
+		// ... - cgroup cgroup rw,hugetlb
+		_, post, ok := strings.Cut(sc.Text(), " - ")
+		if !ok {
+			continue
+		}
+		fields := strings.Fields(post)
+		if len(fields) >= 3 && fields[0] == "cgroup" {
+			for _, o := range strings.Split(fields[2], ",") {
+				if o == controller {
+					return true
+				}
+			}
+		}
+	}
+	return false
+}
+
+// OOMScoreAdjFloor is the lowest oom_score_adj that processes berth starts
+// may get. Without CAP_SYS_RESOURCE the kernel refuses values below the
+// caller's inherited minimum; the caller's own value is always allowed,
+// so it is the safe floor.
+func OOMScoreAdjFloor() int {
+	if hasCap(unix.CAP_SYS_RESOURCE) {
+		return -1000
+	}
+	b, err := os.ReadFile("/proc/self/oom_score_adj")
+	if err != nil {
+		return 0
+	}
+	v, err := strconv.Atoi(strings.TrimSpace(string(b)))
+	if err != nil {
+		return 0
+	}
+	return v
+}
+
+// ClampOOMScoreAdj raises v to the floor.
+func ClampOOMScoreAdj(v, floor int) int { return max(v, floor) }
+
+func hasCap(c int) bool {
+	f, err := os.Open("/proc/self/status")
+	if err != nil {
+		return false
+	}
+	defer f.Close()
+	sc := bufio.NewScanner(f)
+	for sc.Scan() {
+		if v, ok := strings.CutPrefix(sc.Text(), "CapEff:"); ok {
+			mask, err := strconv.ParseUint(strings.TrimSpace(v), 16, 64)
+			return err == nil && mask&(1<<uint(c)) != 0
+		}
+	}
+	return false
+}
+
+// Overlayfs reports whether the kernel supports overlayfs (already loaded
+// or loadable on first mount; a missing entry may still autoload).
+func Overlayfs() bool {
+	b, err := os.ReadFile("/proc/filesystems")
+	if err != nil {
+		return false
+	}
+	for _, line := range strings.Split(string(b), "\n") {
+		if strings.HasSuffix(strings.TrimSpace(line), "overlay") {
+			return true
+		}
+	}
+	_, err = os.Stat("/sys/module/overlay")
+	return err == nil
+}

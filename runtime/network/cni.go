@@ -1,0 +1,262 @@
+// Package network gives pods their network: a network namespace pinned
+// under the state directory, wired by CNI plugins through libcni.
+package network
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"net"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"sync"
+
+	"github.com/containernetworking/cni/libcni"
+	cnitypes "github.com/containernetworking/cni/pkg/types"
+	current "github.com/containernetworking/cni/pkg/types/100"
+
+	"github.com/berthrt/berth/runtime/errdefs"
+)
+
+// Options configures CNI.
+type Options struct {
+	ConfDir  string
+	BinDirs  []string
+	CacheDir string
+	// DefaultSubnet is the subnet of the bridge network written when
+	// ConfDir holds no configuration.
+	DefaultSubnet string
+}
+
+// CNI runs the configured network's plugins.
+type CNI struct {
+	opts Options
+	cni  *libcni.CNIConfig
+
+	mu   sync.Mutex
+	list *libcni.NetworkConfigList
+	mod  string // name+mtime of the loaded file, to notice edits
+}
+
+// DefaultConfName is the file berth writes into an empty conf dir.
+const DefaultConfName = "10-berth-bridge.conflist"
+
+// New returns a CNI runner. It writes the default bridge network when the
+// conf dir has no configuration, so a fresh node has a working network.
+func New(opts Options) (*CNI, error) {
+	c := &CNI{opts: opts, cni: libcni.NewCNIConfigWithCacheDir(opts.BinDirs, opts.CacheDir, nil)}
+	files, err := libcni.ConfFiles(opts.ConfDir, []string{".conf", ".conflist", ".json"})
+	if err != nil {
+		return nil, fmt.Errorf("cni conf dir: %w", err)
+	}
+	if len(files) == 0 && opts.DefaultSubnet != "" {
+		if err := WriteDefaultConf(opts.ConfDir, opts.DefaultSubnet); err != nil {
+			return nil, err
+		}
+	}
+	return c, nil
+}
+
+// WriteDefaultConf writes a bridge + host-local + portmap network.
+func WriteDefaultConf(dir, subnet string) error {
+	if _, _, err := net.ParseCIDR(subnet); err != nil {
+		return err
+	}
+	conf := map[string]any{
+		"cniVersion": "1.0.0",
+		"name":       "berth",
+		"plugins": []any{
+			map[string]any{
+				"type": "bridge", "bridge": "berth0", "isGateway": true, "ipMasq": true, "hairpinMode": true,
+				"ipam": map[string]any{
+					"type":   "host-local",
+					"ranges": [][]map[string]string{{{"subnet": subnet}}},
+					"routes": []map[string]string{{"dst": "0.0.0.0/0"}},
+				},
+			},
+			map[string]any{"type": "portmap", "capabilities": map[string]bool{"portMappings": true}},
+		},
+	}
+	data, err := json.MarshalIndent(conf, "", "  ")
+	if err != nil {
+		return err
+	}
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return err
+	}
+	tmp := filepath.Join(dir, "."+DefaultConfName+".tmp")
+	if err := os.WriteFile(tmp, append(data, '\n'), 0o644); err != nil {
+		return err
+	}
+	return os.Rename(tmp, filepath.Join(dir, DefaultConfName))
+}
+
+// load returns the first network configuration in the conf dir (by file
+// name, as the kubelet's other runtimes do), reloading it when it changes.
+func (c *CNI) load() (*libcni.NetworkConfigList, error) {
+	files, err := libcni.ConfFiles(c.opts.ConfDir, []string{".conf", ".conflist", ".json"})
+	if err != nil {
+		return nil, err
+	}
+	slices.Sort(files)
+	if len(files) == 0 {
+		return nil, errdefs.FailedPrecondition("no CNI network configuration in %s", c.opts.ConfDir)
+	}
+	file := files[0]
+	fi, err := os.Stat(file)
+	if err != nil {
+		return nil, err
+	}
+	mod := file + fi.ModTime().String()
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.list != nil && c.mod == mod {
+		return c.list, nil
+	}
+	var list *libcni.NetworkConfigList
+	if strings.HasSuffix(file, ".conflist") {
+		list, err = libcni.ConfListFromFile(file)
+	} else {
+		var one *libcni.NetworkConfig
+		if one, err = libcni.ConfFromFile(file); err == nil {
+			list, err = libcni.ConfListFromConf(one)
+		}
+	}
+	if err != nil {
+		return nil, fmt.Errorf("cni config %s: %w", file, err)
+	}
+	c.list, c.mod = list, mod
+	return list, nil
+}
+
+// Status reports whether the network is usable: a configuration exists
+// and each of its plugins is installed.
+func (c *CNI) Status() error {
+	list, err := c.load()
+	if err != nil {
+		return err
+	}
+	for _, p := range list.Plugins {
+		if _, err := c.findPlugin(p.Network.Type); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func (c *CNI) findPlugin(name string) (string, error) {
+	for _, d := range c.opts.BinDirs {
+		p := filepath.Join(d, name)
+		if fi, err := os.Stat(p); err == nil && fi.Mode()&0o111 != 0 {
+			return p, nil
+		}
+	}
+	return "", errdefs.FailedPrecondition("CNI plugin %q not found in %s", name, strings.Join(c.opts.BinDirs, ", "))
+}
+
+// PortMapping is a CRI port mapping in CNI's form.
+type PortMapping struct {
+	HostPort      int32  `json:"hostPort"`
+	ContainerPort int32  `json:"containerPort"`
+	Protocol      string `json:"protocol"`
+	HostIP        string `json:"hostIP,omitempty"`
+}
+
+// Pod identifies a pod to the plugins.
+type Pod struct {
+	ID        string // sandbox id
+	Name      string
+	Namespace string
+	UID       string
+	NetNS     string
+	Ports     []PortMapping
+	// Network is the network the pod was attached to (from Setup); used by
+	// Teardown to find the configuration it was set up with.
+	Network string
+}
+
+func (c *CNI) runtimeConf(p Pod) *libcni.RuntimeConf {
+	rt := &libcni.RuntimeConf{
+		ContainerID: p.ID,
+		NetNS:       p.NetNS,
+		IfName:      "eth0",
+		Args: [][2]string{
+			{"IgnoreUnknown", "1"},
+			{"K8S_POD_NAMESPACE", p.Namespace},
+			{"K8S_POD_NAME", p.Name},
+			{"K8S_POD_INFRA_CONTAINER_ID", p.ID},
+			{"K8S_POD_UID", p.UID},
+		},
+		CapabilityArgs: map[string]any{},
+	}
+	if len(p.Ports) > 0 {
+		rt.CapabilityArgs["portMappings"] = p.Ports
+	}
+	return rt
+}
+
+// Attachment is the outcome of Setup.
+type Attachment struct {
+	Network string
+	// IPs of the pod, IPv4 first.
+	IPs []string
+}
+
+// Setup attaches the pod's namespace to the network.
+func (c *CNI) Setup(ctx context.Context, p Pod) (Attachment, error) {
+	list, err := c.load()
+	if err != nil {
+		return Attachment{}, err
+	}
+	res, err := c.cni.AddNetworkList(ctx, list, c.runtimeConf(p))
+	if err != nil {
+		// Undo what the plugins that ran did (IPs, veths, rules).
+		_ = c.cni.DelNetworkList(context.WithoutCancel(ctx), list, c.runtimeConf(p))
+		return Attachment{}, fmt.Errorf("cni add %s: %w", list.Name, err)
+	}
+	ips, err := podIPs(res)
+	return Attachment{Network: list.Name, IPs: ips}, err
+}
+
+func podIPs(res cnitypes.Result) ([]string, error) {
+	r, err := current.NewResultFromResult(res)
+	if err != nil {
+		return nil, err
+	}
+	var v4, v6 []string
+	for _, ip := range r.IPs {
+		if ip.Address.IP.To4() != nil {
+			v4 = append(v4, ip.Address.IP.String())
+		} else {
+			v6 = append(v6, ip.Address.IP.String())
+		}
+	}
+	return append(v4, v6...), nil
+}
+
+// Teardown detaches the pod. It uses the configuration the pod was set up
+// with (libcni's cache), so an edited conf dir still releases its IP.
+func (c *CNI) Teardown(ctx context.Context, p Pod) error {
+	rt := c.runtimeConf(p)
+	var list *libcni.NetworkConfigList
+	if cached, cachedRT, err := c.cni.GetNetworkListCachedConfig(&libcni.NetworkConfigList{Name: p.Network}, rt); err == nil && cached != nil {
+		if l, err := libcni.ConfListFromBytes(cached); err == nil {
+			list = l
+			if cachedRT != nil {
+				rt.CapabilityArgs = cachedRT.CapabilityArgs
+			}
+		}
+	}
+	if list == nil {
+		var err error
+		if list, err = c.load(); err != nil {
+			return err
+		}
+	}
+	if err := c.cni.DelNetworkList(ctx, list, rt); err != nil {
+		return fmt.Errorf("cni del %s: %w", list.Name, err)
+	}
+	return nil
+}

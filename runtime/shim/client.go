@@ -1,0 +1,116 @@
+// Package shim is berthd's side of the per-pod shim: it starts berth-shim
+// detached from berthd and talks to it over ttrpc.
+package shim
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"os"
+	"os/exec"
+	"syscall"
+	"time"
+
+	"github.com/containerd/ttrpc"
+
+	shimv1 "github.com/berthrt/berth/proto/berth/shim/v1"
+	"github.com/berthrt/berth/runtime/errdefs"
+	"github.com/berthrt/berth/runtime/oci"
+)
+
+// Client is a connection to one pod's shim.
+type Client struct {
+	shimv1.ShimServiceClient
+	done   chan struct{}
+	client *ttrpc.Client
+	Socket string
+}
+
+// SpawnOptions start a shim.
+type SpawnOptions struct {
+	Binary   string
+	PodID    string
+	StateDir string
+	Socket   string
+	Runtime  *oci.Runtime
+	LogLevel string
+}
+
+// Spawn starts berth-shim in its own session and returns a client once it
+// serves. The shim is not tied to berthd: it keeps running when berthd
+// exits or crashes.
+func Spawn(ctx context.Context, o SpawnOptions) (*Client, error) {
+	args := []string{
+		"--pod-id", o.PodID, "--state-dir", o.StateDir, "--socket", o.Socket,
+		"--handler", o.Runtime.Handler, "--runtime", o.Runtime.Path, "--runtime-root", o.Runtime.Root,
+		"--log-level", o.LogLevel, "--ready-fd", "3",
+	}
+	for _, a := range o.Runtime.Args {
+		args = append(args, "--runtime-arg", a)
+	}
+	readyR, readyW, err := os.Pipe()
+	if err != nil {
+		return nil, err
+	}
+	defer readyR.Close()
+	// Not CommandContext: the shim must outlive the request that made it.
+	cmd := exec.Command(o.Binary, args...) //nolint:noctx // a shim outlives every context
+	cmd.ExtraFiles = []*os.File{readyW}
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true}
+	cmd.Dir = "/"
+	if err := cmd.Start(); err != nil {
+		readyW.Close()
+		return nil, fmt.Errorf("start shim: %w", err)
+	}
+	readyW.Close()
+	// Reap the shim if it exits while this berthd runs; after a berthd
+	// restart its new parent does.
+	exited := make(chan error, 1)
+	go func() { exited <- cmd.Wait() }()
+
+	ready := make(chan error, 1)
+	go func() {
+		b := make([]byte, 2)
+		_, err := io.ReadFull(readyR, b)
+		ready <- err
+	}()
+	select {
+	case err := <-ready:
+		if err != nil {
+			return nil, fmt.Errorf("shim for pod %s did not start (see %s/shim.log): %w", o.PodID, o.StateDir, err)
+		}
+	case err := <-exited:
+		return nil, fmt.Errorf("shim for pod %s exited at start: %v", o.PodID, err)
+	case <-ctx.Done():
+		_ = cmd.Process.Kill()
+		return nil, ctx.Err()
+	}
+	c, err := Connect(ctx, o.Socket)
+	if err != nil {
+		_ = cmd.Process.Kill()
+		return nil, err
+	}
+	return c, nil
+}
+
+// Connect connects to a running shim's socket.
+func Connect(ctx context.Context, socket string) (*Client, error) {
+	var d net.Dialer
+	dctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	conn, err := d.DialContext(dctx, "unix", socket)
+	if err != nil {
+		return nil, fmt.Errorf("connect shim %s: %w", socket, errors.Join(errdefs.ErrUnavailable, err))
+	}
+	done := make(chan struct{})
+	tc := ttrpc.NewClient(conn, ttrpc.WithOnClose(func() { close(done) }))
+	return &Client{ShimServiceClient: shimv1.NewShimServiceClient(tc), done: done, client: tc, Socket: socket}, nil
+}
+
+// Close closes the connection (the shim keeps running).
+func (c *Client) Close() error { return c.client.Close() }
+
+// Done is closed when the connection is gone: closed, or the shim died.
+func (c *Client) Done() <-chan struct{} { return c.done }

@@ -1,0 +1,509 @@
+package service
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"golang.org/x/sys/unix"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+
+	shimv1 "github.com/berthrt/berth/proto/berth/shim/v1"
+	"github.com/berthrt/berth/runtime/oci"
+	"github.com/berthrt/berth/runtime/shim/crilog"
+	"github.com/berthrt/berth/runtime/shim/reaper"
+)
+
+// runtimeTimeout bounds one runtime command; none should come close.
+const runtimeTimeout = 2 * time.Minute
+
+// runRuntime runs the runtime command build returns (given a fresh file
+// for the runtime's own log) and turns a failure into an error carrying
+// the runtime's message. Stdio left nil are /dev/null, except stderr,
+// which is captured when the caller did not set it.
+func (s *Service) runRuntime(build func(logFile string) *exec.Cmd) error {
+	lf, err := os.CreateTemp(s.opts.StateDir, "rt-*.log")
+	if err != nil {
+		return err
+	}
+	lf.Close()
+	defer os.Remove(lf.Name())
+	cmd := build(lf.Name())
+	var stderr bytes.Buffer
+	var errR, errW *os.File
+	if cmd.Stderr == nil {
+		if errR, errW, err = os.Pipe(); err != nil {
+			return err
+		}
+		cmd.Stderr = errW
+	}
+	started, err := s.reaper.Start(cmd)
+	if errW != nil {
+		errW.Close()
+	}
+	if err != nil {
+		if errR != nil {
+			errR.Close()
+		}
+		return err
+	}
+	if errR != nil {
+		_, _ = io.Copy(&stderr, io.LimitReader(errR, 64<<10))
+		errR.Close()
+	}
+	exit := started.Wait()
+	if exit.Status == 0 {
+		return nil
+	}
+	msg := oci.LastError(lf.Name())
+	if msg == "" {
+		msg = strings.TrimSpace(stderr.String())
+	}
+	if msg == "" {
+		msg = "exit status " + strconv.Itoa(exit.Status)
+	}
+	sub := ""
+	for _, a := range cmd.Args[1:] {
+		if !strings.HasPrefix(a, "-") && !strings.Contains(a, "/") {
+			sub = a
+			break
+		}
+	}
+	return fmt.Errorf("%s %s: %s", s.opts.Runtime.Kind(), sub, msg)
+}
+
+func runtimeCtx() (context.Context, context.CancelFunc) {
+	return context.WithTimeout(context.Background(), runtimeTimeout)
+}
+
+// Create creates a container: stdio pipes (or a terminal), `create`, and
+// the copiers that write its output to the CRI log.
+func (s *Service) Create(_ context.Context, req *shimv1.CreateRequest) (*shimv1.ContainerState, error) {
+	if req.Id == "" || req.Bundle == "" {
+		return nil, status.Error(codes.InvalidArgument, "id and bundle are required")
+	}
+	s.mu.Lock()
+	if _, ok := s.containers[req.Id]; ok {
+		s.mu.Unlock()
+		return nil, status.Errorf(codes.AlreadyExists, "container %q exists", req.Id)
+	}
+	// Reserve the id while the runtime works.
+	c := &container{id: req.Id, bundle: req.Bundle, memCgroup: req.MemoryCgroup, terminal: req.Terminal, exited: make(chan struct{})}
+	s.containers[req.Id] = c
+	s.mu.Unlock()
+	st, err := s.create(c, req)
+	if err != nil {
+		s.mu.Lock()
+		delete(s.containers, req.Id)
+		s.mu.Unlock()
+		return nil, err
+	}
+	return st, nil
+}
+
+func (s *Service) create(c *container, req *shimv1.CreateRequest) (_ *shimv1.ContainerState, err error) {
+	log, err := crilog.Open(req.LogPath)
+	if err != nil {
+		return nil, fmt.Errorf("open log: %w", err)
+	}
+	var closers []*os.File // our copies of the child's ends
+	var readers []*os.File // what the copiers read
+	defer func() {
+		for _, f := range closers {
+			f.Close()
+		}
+		if err != nil {
+			for _, f := range readers {
+				f.Close()
+			}
+			if c.stdin != nil {
+				c.stdin.Close()
+			}
+			log.Close()
+		}
+	}()
+
+	var stdin, stdout, stderr *os.File
+	if req.Stdin {
+		r, w, err := os.Pipe()
+		if err != nil {
+			return nil, err
+		}
+		stdin, c.stdin = r, w
+		closers = append(closers, r)
+	}
+	var console *consoleSocket
+	if req.Terminal {
+		if console, err = newConsoleSocket(); err != nil {
+			return nil, err
+		}
+		defer console.Close()
+	} else {
+		for _, p := range []**os.File{&stdout, &stderr} {
+			r, w, err := os.Pipe()
+			if err != nil {
+				return nil, err
+			}
+			*p = w
+			closers = append(closers, w)
+			readers = append(readers, r)
+		}
+	}
+
+	pidFile := filepath.Join(req.Bundle, "init.pid")
+	_ = os.Remove(pidFile)
+	ctx, cancel := runtimeCtx()
+	defer cancel()
+	started := time.Now()
+	err = s.runRuntime(func(logFile string) *exec.Cmd {
+		o := oci.CreateOpts{Bundle: req.Bundle, PidFile: pidFile, LogFile: logFile}
+		if console != nil {
+			o.ConsoleSocket = console.path
+		}
+		cmd := s.opts.Runtime.Create(ctx, req.Id, o)
+		cmd.Stdin, cmd.Stdout, cmd.Stderr = stdin, stdout, stderr
+		if stderr == nil {
+			// With a terminal the runtime's stderr is its own: keep it.
+			cmd.Stderr = nil
+		}
+		return cmd
+	})
+	if err != nil {
+		return nil, err
+	}
+	pid, err := readPid(pidFile)
+	if err != nil {
+		s.forceDelete(req.Id)
+		return nil, err
+	}
+	if console != nil {
+		master, err := console.receive(10 * time.Second)
+		if err != nil {
+			s.forceDelete(req.Id)
+			return nil, fmt.Errorf("terminal: %w", err)
+		}
+		readers = append(readers, master)
+		if req.Stdin {
+			// The terminal is both ends: input goes to the master.
+			c.stdin.Close()
+			c.stdin = master
+		}
+	}
+	c.log = log
+	streams := []string{"stdout", "stderr"}
+	for i, r := range readers {
+		c.io.Add(1)
+		go func(stream string, r *os.File) {
+			defer c.io.Done()
+			defer r.Close()
+			if err := log.Copy(stream, r); err != nil && !errors.Is(err, unix.EIO) {
+				s.opts.Log.Debug("copy output", "id", c.id, "stream", stream, "err", err)
+			}
+		}(streams[i], r)
+	}
+
+	c.mu.Lock()
+	c.pid = pid
+	c.status = shimv1.Status_STATUS_CREATED
+	c.createdAt = time.Now()
+	c.mu.Unlock()
+	s.mu.Lock()
+	if e, ok := s.takeEarly(pid, started); ok {
+		go s.containerExited(c, e)
+	} else {
+		s.byPid[pid] = c
+	}
+	s.mu.Unlock()
+	s.opts.Log.Info("container created", "id", c.id, "pid", pid)
+	return c.state(), nil
+}
+
+func readPid(path string) (int, error) {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return 0, fmt.Errorf("read pid file: %w", err)
+	}
+	pid, err := strconv.Atoi(strings.TrimSpace(string(b)))
+	if err != nil || pid <= 0 {
+		return 0, fmt.Errorf("bad pid file %s: %q", path, b)
+	}
+	return pid, nil
+}
+
+// forceDelete removes a half-created container from the runtime.
+func (s *Service) forceDelete(id string) {
+	ctx, cancel := runtimeCtx()
+	defer cancel()
+	_ = s.runRuntime(func(logFile string) *exec.Cmd { return s.opts.Runtime.Delete(ctx, id, true, logFile) })
+}
+
+// Start starts a created container.
+func (s *Service) Start(_ context.Context, req *shimv1.IDRequest) (*shimv1.ContainerState, error) {
+	c, err := s.get(req.Id)
+	if err != nil {
+		return nil, err
+	}
+	c.mu.Lock()
+	if c.status != shimv1.Status_STATUS_CREATED {
+		st := c.status
+		c.mu.Unlock()
+		return nil, status.Errorf(codes.FailedPrecondition, "container %s is %s, not created", req.Id, st)
+	}
+	// Set before `start`: the process may exit before `start` returns,
+	// and finishedAt must not precede startedAt.
+	c.startedAt = time.Now()
+	c.mu.Unlock()
+	ctx, cancel := runtimeCtx()
+	defer cancel()
+	if err := s.runRuntime(func(logFile string) *exec.Cmd { return s.opts.Runtime.Start(ctx, req.Id, logFile) }); err != nil {
+		c.mu.Lock()
+		c.startedAt = time.Time{}
+		c.mu.Unlock()
+		return nil, err
+	}
+	c.mu.Lock()
+	if c.status == shimv1.Status_STATUS_CREATED {
+		c.status = shimv1.Status_STATUS_RUNNING
+	}
+	c.mu.Unlock()
+	return c.state(), nil
+}
+
+// Delete removes a container. A created container is killed first (it never
+// ran); a running one only with force.
+func (s *Service) Delete(_ context.Context, req *shimv1.DeleteRequest) (*shimv1.ContainerState, error) {
+	c, err := s.get(req.Id)
+	if err != nil {
+		return nil, err
+	}
+	st := c.state()
+	if st.Status == shimv1.Status_STATUS_RUNNING && !req.Force {
+		return nil, status.Errorf(codes.FailedPrecondition, "container %s is running", req.Id)
+	}
+	ctx, cancel := runtimeCtx()
+	defer cancel()
+	if st.Status != shimv1.Status_STATUS_STOPPED {
+		// A created container never ran; a running one goes with force.
+		// A failed kill is not the end: `delete --force` kills too.
+		if _, err := s.Kill(ctx, &shimv1.KillRequest{Id: req.Id, Signal: uint32(unix.SIGKILL), All: s.opts.Runtime.Kind() == "runsc"}); err != nil {
+			s.opts.Log.Warn("kill before delete", "id", req.Id, "err", err)
+		}
+		select {
+		case <-c.exited:
+		case <-time.After(10 * time.Second):
+		}
+	}
+	if err := s.runRuntime(func(logFile string) *exec.Cmd { return s.opts.Runtime.Delete(ctx, req.Id, true, logFile) }); err != nil && !isNotExist(err) {
+		return nil, err
+	}
+	select {
+	case <-c.exited:
+	case <-time.After(10 * time.Second):
+		return nil, status.Errorf(codes.DeadlineExceeded, "container %s did not exit after delete --force", req.Id)
+	}
+	c.io.Wait()
+	if c.log != nil {
+		c.log.Close()
+	}
+	if c.stdin != nil {
+		c.stdin.Close()
+	}
+	s.mu.Lock()
+	delete(s.containers, req.Id)
+	s.mu.Unlock()
+	_ = os.Remove(s.exitFile(req.Id))
+	s.opts.Log.Info("container deleted", "id", req.Id)
+	return c.state(), nil
+}
+
+func isNotExist(err error) bool {
+	msg := err.Error()
+	return strings.Contains(msg, "does not exist") || strings.Contains(msg, "not exist") || strings.Contains(msg, "not found")
+}
+
+// ExecSync runs a process in a running container and returns its output.
+func (s *Service) ExecSync(ctx context.Context, req *shimv1.ExecSyncRequest) (*shimv1.ExecSyncResponse, error) {
+	c, err := s.get(req.Id)
+	if err != nil {
+		return nil, err
+	}
+	if st := c.state(); st.Status != shimv1.Status_STATUS_RUNNING {
+		return nil, status.Errorf(codes.FailedPrecondition, "container %s is not running", req.Id)
+	}
+	dir, err := os.MkdirTemp(s.opts.StateDir, "exec-")
+	if err != nil {
+		return nil, err
+	}
+	defer os.RemoveAll(dir)
+	procFile, pidFile := filepath.Join(dir, "process.json"), filepath.Join(dir, "pid")
+	if err := os.WriteFile(procFile, req.Process, 0o600); err != nil {
+		return nil, err
+	}
+	outR, outW, err := os.Pipe()
+	if err != nil {
+		return nil, err
+	}
+	errR, errW, err := os.Pipe()
+	if err != nil {
+		outR.Close()
+		outW.Close()
+		return nil, err
+	}
+	limit := req.MaxOutput
+	if limit <= 0 {
+		limit = 16 << 20
+	}
+	var stdout, stderr cappedBuffer
+	stdout.limit, stderr.limit = limit, limit
+	var copies sync.WaitGroup
+	copies.Add(2)
+	go func() { defer copies.Done(); _, _ = io.Copy(&stdout, outR) }()
+	go func() { defer copies.Done(); _, _ = io.Copy(&stderr, errR) }()
+	defer outR.Close()
+	defer errR.Close()
+
+	rctx, cancel := runtimeCtx()
+	defer cancel()
+	started := time.Now()
+	err = s.runRuntime(func(logFile string) *exec.Cmd {
+		cmd := s.opts.Runtime.Exec(rctx, req.Id, oci.ExecOpts{ProcessFile: procFile, PidFile: pidFile, LogFile: logFile})
+		cmd.Stdout, cmd.Stderr = outW, errW
+		return cmd
+	})
+	outW.Close()
+	errW.Close()
+	if err != nil {
+		return nil, err
+	}
+	pid, err := readPid(pidFile)
+	if err != nil {
+		return nil, err
+	}
+	exitc := make(chan int, 1)
+	s.mu.Lock()
+	if e, ok := s.takeEarly(pid, started); ok {
+		exitc <- e.Status
+	} else {
+		ch := make(chan reaper.Exit, 1)
+		s.execs[pid] = ch
+		go func() { exitc <- (<-ch).Status }()
+	}
+	s.mu.Unlock()
+
+	resp := &shimv1.ExecSyncResponse{}
+	var timeout <-chan time.Time
+	if req.TimeoutNs > 0 {
+		t := time.NewTimer(time.Duration(req.TimeoutNs))
+		defer t.Stop()
+		timeout = t.C
+	}
+	select {
+	case code := <-exitc:
+		resp.ExitCode = int32(code)
+	case <-timeout:
+		_ = unix.Kill(pid, unix.SIGKILL)
+		resp.ExitCode = int32(<-exitc)
+		resp.TimedOut = true
+	case <-ctx.Done():
+		_ = unix.Kill(pid, unix.SIGKILL)
+		<-exitc
+		return nil, ctx.Err()
+	}
+	// Children of the process may keep the pipes open; do not wait for
+	// them long.
+	done := make(chan struct{})
+	go func() { copies.Wait(); close(done) }()
+	select {
+	case <-done:
+	case <-time.After(time.Second):
+		outR.Close()
+		errR.Close()
+		<-done
+	}
+	resp.Stdout, resp.Stderr = stdout.Bytes(), stderr.Bytes()
+	return resp, nil
+}
+
+// cappedBuffer keeps the first limit bytes written and drops the rest.
+type cappedBuffer struct {
+	mu    sync.Mutex
+	buf   bytes.Buffer
+	limit int64
+}
+
+func (b *cappedBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if room := b.limit - int64(b.buf.Len()); room > 0 {
+		b.buf.Write(p[:min(int64(len(p)), room)])
+	}
+	return len(p), nil
+}
+
+func (b *cappedBuffer) Bytes() []byte {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return bytes.Clone(b.buf.Bytes())
+}
+
+// consoleSocket receives a terminal's master from the runtime
+// (--console-socket).
+type consoleSocket struct {
+	dir, path string
+	l         *net.UnixListener
+}
+
+func newConsoleSocket() (*consoleSocket, error) {
+	// A short path: unix socket paths are limited to 108 bytes.
+	dir, err := os.MkdirTemp("", "berth-tty-")
+	if err != nil {
+		return nil, err
+	}
+	path := filepath.Join(dir, "s")
+	l, err := net.ListenUnix("unix", &net.UnixAddr{Name: path, Net: "unix"})
+	if err != nil {
+		os.RemoveAll(dir)
+		return nil, err
+	}
+	return &consoleSocket{dir: dir, path: path, l: l}, nil
+}
+
+func (c *consoleSocket) receive(timeout time.Duration) (*os.File, error) {
+	_ = c.l.SetDeadline(time.Now().Add(timeout))
+	conn, err := c.l.AcceptUnix()
+	if err != nil {
+		return nil, err
+	}
+	defer conn.Close()
+	oob := make([]byte, unix.CmsgSpace(4))
+	buf := make([]byte, 4096)
+	_, oobn, _, _, err := conn.ReadMsgUnix(buf, oob)
+	if err != nil {
+		return nil, err
+	}
+	msgs, err := unix.ParseSocketControlMessage(oob[:oobn])
+	if err != nil || len(msgs) != 1 {
+		return nil, fmt.Errorf("no terminal received: %v", err)
+	}
+	fds, err := unix.ParseUnixRights(&msgs[0])
+	if err != nil || len(fds) != 1 {
+		return nil, fmt.Errorf("no terminal received: %v", err)
+	}
+	return os.NewFile(uintptr(fds[0]), "pty-master"), nil
+}
+
+func (c *consoleSocket) Close() {
+	c.l.Close()
+	os.RemoveAll(c.dir)
+}

@@ -1,0 +1,677 @@
+// Package spec turns CRI pod and container configs, with the image config,
+// into OCI runtime specs that the pod's handler accepts.
+package spec
+
+import (
+	"fmt"
+	"os"
+	"path"
+	"path/filepath"
+	"slices"
+	"sort"
+	"strconv"
+	"strings"
+
+	v1 "github.com/google/go-containerregistry/pkg/v1"
+	"github.com/moby/profiles/seccomp"
+	specs "github.com/opencontainers/runtime-spec/specs-go"
+	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
+
+	"github.com/berthrt/berth/runtime/errdefs"
+	"github.com/berthrt/berth/runtime/host"
+)
+
+// Annotations that tell runtimes (gVisor among them) how a pod's
+// containers belong together.
+const (
+	AnnContainerType     = "io.kubernetes.cri.container-type"
+	AnnSandboxID         = "io.kubernetes.cri.sandbox-id"
+	AnnSandboxName       = "io.kubernetes.cri.sandbox-name"
+	AnnSandboxNamespace  = "io.kubernetes.cri.sandbox-namespace"
+	AnnSandboxUID        = "io.kubernetes.cri.sandbox-uid"
+	AnnSandboxLogDir     = "io.kubernetes.cri.sandbox-log-directory"
+	AnnContainerName     = "io.kubernetes.cri.container-name"
+	AnnImageName         = "io.kubernetes.cri.image-name"
+	ContainerTypeSandbox = "sandbox"
+	ContainerTypeApp     = "container"
+)
+
+// Runtime is what the spec must suit about the handler.
+type Runtime struct {
+	Kind        string // runc, crun, runsc, ...
+	OCIVersion  string
+	RRO         bool // supports recursive read-only mounts
+	Annotations map[string]string
+}
+
+// Host is what the spec must suit about the node.
+type Host struct {
+	CgroupDriver string // cgroupfs or systemd
+	CgroupMode   host.CgroupMode
+	OOMFloor     int
+}
+
+// Pod is the sandbox a spec is for.
+type Pod struct {
+	ID     string
+	Config *runtimeapi.PodSandboxConfig
+	// NetNS is the pod's network namespace path; "" for host network.
+	NetNS string
+	// PausePid is the sandbox container's init, whose namespaces app
+	// containers join (0 while building the sandbox itself).
+	PausePid int
+	// Files bound into containers; empty ones are skipped.
+	Hostname, ResolvConf, Hosts, Shm string
+}
+
+// CgroupParent is the pod's cgroup parent for driver.
+func (p *Pod) CgroupParent(driver string) string {
+	if cp := p.Config.GetLinux().GetCgroupParent(); cp != "" {
+		return cp
+	}
+	if driver == "systemd" {
+		return "system.slice"
+	}
+	return "/berth"
+}
+
+// CgroupsPath is the OCI cgroupsPath of container id in pod p.
+func CgroupsPath(h Host, p *Pod, id string) string {
+	parent := p.CgroupParent(h.CgroupDriver)
+	if h.CgroupDriver == "systemd" {
+		return parent + ":berth:" + id
+	}
+	return path.Join(parent, id)
+}
+
+// MemoryCgroupDir is the absolute directory of the memory controller for
+// an OCI cgroupsPath (where the shim reads OOM kills).
+func MemoryCgroupDir(h Host, cgroupsPath string) string {
+	rel := cgroupsPath
+	if h.CgroupDriver == "systemd" {
+		parts := strings.SplitN(cgroupsPath, ":", 3)
+		if len(parts) == 3 {
+			rel = path.Join(expandSlice(parts[0]), parts[1]+"-"+parts[2]+".scope")
+		}
+	}
+	if h.CgroupMode == host.CgroupV2 {
+		return filepath.Join("/sys/fs/cgroup", rel)
+	}
+	return filepath.Join("/sys/fs/cgroup/memory", rel)
+}
+
+// expandSlice turns "a-b-c.slice" into "/a.slice/a-b.slice/a-b-c.slice".
+func expandSlice(slice string) string {
+	name := strings.TrimSuffix(slice, ".slice")
+	if name == "" || name == "-" {
+		return "/"
+	}
+	out := ""
+	prefix := ""
+	for _, comp := range strings.Split(name, "-") {
+		prefix += comp
+		out += "/" + prefix + ".slice"
+		prefix += "-"
+	}
+	return out
+}
+
+// Sandbox builds the spec of a pod's sandbox (pause) container.
+func Sandbox(rt Runtime, h Host, p *Pod, img *v1.ConfigFile, rootfs string) (*specs.Spec, error) {
+	sc := p.Config.GetLinux().GetSecurityContext()
+	ns := sc.GetNamespaceOptions()
+	args := append(slices.Clone(img.Config.Entrypoint), img.Config.Cmd...)
+	if len(args) == 0 {
+		args = []string{"/pause"}
+	}
+	s := &specs.Spec{
+		Version:  rt.OCIVersion,
+		Root:     &specs.Root{Path: rootfs, Readonly: true},
+		Hostname: p.Config.GetHostname(),
+		Process: &specs.Process{
+			Args:            args,
+			Env:             img.Config.Env,
+			Cwd:             "/",
+			NoNewPrivileges: true,
+			OOMScoreAdj:     ptr(host.ClampOOMScoreAdj(-998, h.OOMFloor)),
+			Capabilities:    &specs.LinuxCapabilities{},
+		},
+		Mounts:      baseMounts(),
+		Annotations: podAnnotations(rt, p, ContainerTypeSandbox, p.ID),
+		Linux: &specs.Linux{
+			CgroupsPath:   CgroupsPath(h, p, p.ID),
+			Sysctl:        p.Config.GetLinux().GetSysctls(),
+			MaskedPaths:   defaultMaskedPaths,
+			ReadonlyPaths: defaultReadonlyPaths,
+			Resources: &specs.LinuxResources{
+				Devices: defaultDeviceRules(),
+				CPU:     &specs.LinuxCPU{Shares: ptr(uint64(2))},
+			},
+		},
+	}
+	if sc.GetRunAsUser() != nil {
+		s.Process.User.UID = uint32(sc.GetRunAsUser().GetValue())
+	}
+	if sc.GetRunAsGroup() != nil {
+		s.Process.User.GID = uint32(sc.GetRunAsGroup().GetValue())
+	}
+	if sc.GetPrivileged() {
+		s.Process.Capabilities = capSet(allCaps, nil)
+		s.Linux.MaskedPaths, s.Linux.ReadonlyPaths = nil, nil
+	}
+	s.Linux.Namespaces = []specs.LinuxNamespace{{Type: specs.MountNamespace}}
+	if ns.GetPid() != runtimeapi.NamespaceMode_NODE {
+		s.Linux.Namespaces = append(s.Linux.Namespaces, specs.LinuxNamespace{Type: specs.PIDNamespace})
+	}
+	if ns.GetIpc() != runtimeapi.NamespaceMode_NODE {
+		s.Linux.Namespaces = append(s.Linux.Namespaces, specs.LinuxNamespace{Type: specs.IPCNamespace})
+	}
+	if ns.GetNetwork() != runtimeapi.NamespaceMode_NODE {
+		s.Linux.Namespaces = append(s.Linux.Namespaces,
+			specs.LinuxNamespace{Type: specs.UTSNamespace},
+			specs.LinuxNamespace{Type: specs.NetworkNamespace, Path: p.NetNS})
+	} else {
+		// The pod shares the node's UTS namespace: its name is the node's.
+		s.Hostname = ""
+	}
+	if h.CgroupMode == host.CgroupV2 {
+		s.Linux.Namespaces = append(s.Linux.Namespaces, specs.LinuxNamespace{Type: specs.CgroupNamespace})
+	}
+	sec, err := seccompFor(sc.GetSeccomp(), sc.GetSeccompProfilePath(), sc.GetPrivileged(), s)
+	if err != nil {
+		return nil, err
+	}
+	s.Linux.Seccomp = sec
+	return s, nil
+}
+
+func podAnnotations(rt Runtime, p *Pod, typ, sandboxID string) map[string]string {
+	a := map[string]string{}
+	for k, v := range rt.Annotations {
+		a[k] = v
+	}
+	md := p.Config.GetMetadata()
+	a[AnnContainerType] = typ
+	a[AnnSandboxID] = sandboxID
+	a[AnnSandboxName] = md.GetName()
+	a[AnnSandboxNamespace] = md.GetNamespace()
+	a[AnnSandboxUID] = md.GetUid()
+	if d := p.Config.GetLogDirectory(); d != "" {
+		a[AnnSandboxLogDir] = d
+	}
+	return a
+}
+
+// Container is what a container spec is built from.
+type Container struct {
+	ID        string
+	Config    *runtimeapi.ContainerConfig
+	Image     *v1.ConfigFile
+	ImageName string
+	// Rootfs is the mounted root filesystem (passwd and group are read
+	// from it).
+	Rootfs string
+	// TargetPid is the init of the container whose PID namespace this one
+	// joins (NamespaceMode TARGET).
+	TargetPid int
+}
+
+// ForContainer builds the spec of an app container and returns the user it
+// runs as.
+func ForContainer(rt Runtime, h Host, p *Pod, c Container) (*specs.Spec, *User, error) {
+	cfg := c.Config
+	sc := cfg.GetLinux().GetSecurityContext()
+	args, err := commandLine(cfg, &c.Image.Config)
+	if err != nil {
+		return nil, nil, err
+	}
+	if sc.GetRunAsGroup() != nil && sc.GetRunAsUser() == nil && sc.GetRunAsUsername() == "" && c.Image.Config.User == "" {
+		return nil, nil, errdefs.InvalidArgument("run_as_group needs run_as_user or run_as_username")
+	}
+	u, err := ResolveUser(c.Rootfs, UserRequest{
+		ImageUser:          c.Image.Config.User,
+		RunAsUser:          optInt(sc.GetRunAsUser()),
+		RunAsUsername:      sc.GetRunAsUsername(),
+		RunAsGroup:         optInt(sc.GetRunAsGroup()),
+		SupplementalGroups: sc.GetSupplementalGroups(),
+		Strict:             sc.GetSupplementalGroupsPolicy() == runtimeapi.SupplementalGroupsPolicy_Strict,
+	})
+	if err != nil {
+		return nil, nil, err
+	}
+	cwd := cfg.GetWorkingDir()
+	if cwd == "" {
+		cwd = c.Image.Config.WorkingDir
+	}
+	if cwd == "" {
+		cwd = "/"
+	}
+	env := mergeEnv(c.Image.Config.Env, cfg.GetEnvs())
+	if !hasEnv(env, "PATH") {
+		env = append(env, "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin")
+	}
+	if hn := p.Config.GetHostname(); hn != "" && !hasEnv(env, "HOSTNAME") {
+		env = append(env, "HOSTNAME="+hn)
+	}
+	privileged := sc.GetPrivileged()
+	s := &specs.Spec{
+		Version: rt.OCIVersion,
+		Root:    &specs.Root{Path: c.Rootfs, Readonly: sc.GetReadonlyRootfs()},
+		Process: &specs.Process{
+			Args:            args,
+			Env:             env,
+			Cwd:             cwd,
+			Terminal:        cfg.GetTty(),
+			User:            specs.User{UID: u.UID, GID: u.GID, AdditionalGids: u.AdditionalGids},
+			NoNewPrivileges: sc.GetNoNewPrivs(),
+		},
+		Annotations: podAnnotations(rt, p, ContainerTypeApp, p.ID),
+		Linux: &specs.Linux{
+			CgroupsPath: CgroupsPath(h, p, c.ID),
+			Resources:   &specs.LinuxResources{Devices: defaultDeviceRules()},
+		},
+	}
+	s.Annotations[AnnContainerName] = cfg.GetMetadata().GetName()
+	s.Annotations[AnnImageName] = c.ImageName
+	for k, v := range cfg.GetAnnotations() {
+		// Pod-level keys are berth's to set.
+		if _, taken := s.Annotations[k]; !taken {
+			s.Annotations[k] = v
+		}
+	}
+
+	caps := containerCaps(sc)
+	s.Process.Capabilities = capSet(caps, ambientCaps(sc))
+	if privileged {
+		s.Process.Capabilities = capSet(allCaps, ambientCaps(sc))
+	}
+	if r := cfg.GetLinux().GetResources(); r != nil {
+		s.Process.OOMScoreAdj = ptr(host.ClampOOMScoreAdj(int(r.OomScoreAdj), h.OOMFloor))
+		s.Linux.Resources = Resources(h, r, s.Linux.Resources)
+	}
+	masked, readonly := sc.GetMaskedPaths(), sc.GetReadonlyPaths()
+	if masked == nil && readonly == nil {
+		masked, readonly = defaultMaskedPaths, defaultReadonlyPaths
+	}
+	if !privileged {
+		s.Linux.MaskedPaths, s.Linux.ReadonlyPaths = masked, readonly
+	}
+
+	s.Linux.Namespaces = containerNamespaces(h, p, c, sc.GetNamespaceOptions())
+	if err := addDevices(s, cfg.GetDevices(), privileged); err != nil {
+		return nil, nil, err
+	}
+	if err := addMounts(rt, s, p, cfg, privileged); err != nil {
+		return nil, nil, err
+	}
+	sec, err := seccompFor(sc.GetSeccomp(), sc.GetSeccompProfilePath(), privileged, s)
+	if err != nil {
+		return nil, nil, err
+	}
+	s.Linux.Seccomp = sec
+	return s, u, nil
+}
+
+func optInt(v *runtimeapi.Int64Value) *int64 {
+	if v == nil {
+		return nil
+	}
+	return &v.Value
+}
+
+// commandLine applies the kubelet's rules: the CRI command replaces the
+// image entrypoint (and then its cmd); CRI args replace the image cmd.
+func commandLine(cfg *runtimeapi.ContainerConfig, img *v1.Config) ([]string, error) {
+	var args []string
+	switch {
+	case len(cfg.GetCommand()) > 0:
+		args = append(slices.Clone(cfg.Command), cfg.GetArgs()...)
+	case len(cfg.GetArgs()) > 0:
+		args = append(slices.Clone(img.Entrypoint), cfg.Args...)
+	default:
+		args = append(slices.Clone(img.Entrypoint), img.Cmd...)
+	}
+	if len(args) == 0 {
+		return nil, errdefs.InvalidArgument("no command: the config and the image give none")
+	}
+	return args, nil
+}
+
+func mergeEnv(image []string, cri []*runtimeapi.KeyValue) []string {
+	out := slices.Clone(image)
+	for _, kv := range cri {
+		prefix := kv.Key + "="
+		if i := slices.IndexFunc(out, func(e string) bool { return strings.HasPrefix(e, prefix) }); i >= 0 {
+			out[i] = prefix + string(kv.Value)
+		} else {
+			out = append(out, prefix+string(kv.Value))
+		}
+	}
+	return out
+}
+
+func hasEnv(env []string, key string) bool {
+	return slices.ContainsFunc(env, func(e string) bool { return strings.HasPrefix(e, key+"=") })
+}
+
+func normCap(c string) string {
+	c = strings.ToUpper(c)
+	if !strings.HasPrefix(c, "CAP_") {
+		c = "CAP_" + c
+	}
+	return c
+}
+
+// containerCaps applies add and drop to the default set; "ALL" in add
+// starts from every capability, "ALL" in drop from none.
+func containerCaps(sc *runtimeapi.LinuxContainerSecurityContext) []string {
+	caps := slices.Clone(defaultCaps)
+	add, drop := sc.GetCapabilities().GetAddCapabilities(), sc.GetCapabilities().GetDropCapabilities()
+	isAll := func(c string) bool { return strings.EqualFold(c, "ALL") }
+	if slices.ContainsFunc(add, isAll) {
+		caps = slices.Clone(allCaps)
+	}
+	if slices.ContainsFunc(drop, isAll) {
+		caps = nil
+	}
+	for _, c := range add {
+		if !isAll(c) && !slices.Contains(caps, normCap(c)) {
+			caps = append(caps, normCap(c))
+		}
+	}
+	for _, c := range drop {
+		if !isAll(c) {
+			caps = slices.DeleteFunc(caps, func(x string) bool { return x == normCap(c) })
+		}
+	}
+	return caps
+}
+
+func ambientCaps(sc *runtimeapi.LinuxContainerSecurityContext) []string {
+	var out []string
+	for _, c := range sc.GetCapabilities().GetAddAmbientCapabilities() {
+		out = append(out, normCap(c))
+	}
+	return out
+}
+
+// capSet grants caps as bounding, effective and permitted; inheritable
+// stays empty (no capability passes through exec of a file without it).
+func capSet(caps, ambient []string) *specs.LinuxCapabilities {
+	c := &specs.LinuxCapabilities{Bounding: caps, Effective: caps, Permitted: caps}
+	if len(ambient) > 0 {
+		c.Ambient, c.Inheritable = ambient, ambient
+	}
+	return c
+}
+
+func containerNamespaces(h Host, p *Pod, c Container, ns *runtimeapi.NamespaceOption) []specs.LinuxNamespace {
+	join := func(typ specs.LinuxNamespaceType, kind string) specs.LinuxNamespace {
+		if p.PausePid == 0 {
+			return specs.LinuxNamespace{Type: typ}
+		}
+		return specs.LinuxNamespace{Type: typ, Path: fmt.Sprintf("/proc/%d/ns/%s", p.PausePid, kind)}
+	}
+	out := []specs.LinuxNamespace{{Type: specs.MountNamespace}}
+	switch ns.GetPid() {
+	case runtimeapi.NamespaceMode_NODE:
+	case runtimeapi.NamespaceMode_POD:
+		out = append(out, join(specs.PIDNamespace, "pid"))
+	case runtimeapi.NamespaceMode_TARGET:
+		out = append(out, specs.LinuxNamespace{Type: specs.PIDNamespace, Path: fmt.Sprintf("/proc/%d/ns/pid", c.TargetPid)})
+	default:
+		out = append(out, specs.LinuxNamespace{Type: specs.PIDNamespace})
+	}
+	if ns.GetIpc() != runtimeapi.NamespaceMode_NODE {
+		out = append(out, join(specs.IPCNamespace, "ipc"))
+	}
+	if ns.GetNetwork() != runtimeapi.NamespaceMode_NODE {
+		out = append(out, join(specs.UTSNamespace, "uts"), specs.LinuxNamespace{Type: specs.NetworkNamespace, Path: p.NetNS})
+	}
+	if h.CgroupMode == host.CgroupV2 {
+		out = append(out, specs.LinuxNamespace{Type: specs.CgroupNamespace})
+	}
+	return out
+}
+
+// Resources maps CRI resources onto base (which may be nil).
+func Resources(h Host, r *runtimeapi.LinuxContainerResources, base *specs.LinuxResources) *specs.LinuxResources {
+	if base == nil {
+		base = &specs.LinuxResources{}
+	}
+	cpu := &specs.LinuxCPU{Cpus: r.CpusetCpus, Mems: r.CpusetMems}
+	if r.CpuShares > 0 {
+		cpu.Shares = ptr(uint64(r.CpuShares))
+	}
+	if r.CpuQuota > 0 {
+		cpu.Quota = ptr(r.CpuQuota)
+	}
+	if r.CpuPeriod > 0 {
+		cpu.Period = ptr(uint64(r.CpuPeriod))
+	}
+	base.CPU = cpu
+	mem := &specs.LinuxMemory{}
+	if r.MemoryLimitInBytes > 0 {
+		mem.Limit = ptr(r.MemoryLimitInBytes)
+	}
+	if r.MemorySwapLimitInBytes > 0 {
+		mem.Swap = ptr(r.MemorySwapLimitInBytes)
+	}
+	base.Memory = mem
+	base.HugepageLimits = nil
+	for _, l := range r.HugepageLimits {
+		base.HugepageLimits = append(base.HugepageLimits, specs.LinuxHugepageLimit{Pagesize: l.PageSize, Limit: l.Limit})
+	}
+	if h.CgroupMode == host.CgroupV2 && len(r.Unified) > 0 {
+		base.Unified = r.Unified
+	}
+	return base
+}
+
+func addDevices(s *specs.Spec, devices []*runtimeapi.Device, privileged bool) error {
+	if privileged {
+		s.Linux.Resources.Devices = []specs.LinuxDeviceCgroup{{Allow: true, Access: "rwm"}}
+		hostDevs, err := hostDevices("/dev")
+		if err != nil {
+			return err
+		}
+		s.Linux.Devices = append(s.Linux.Devices, hostDevs...)
+	}
+	for _, d := range devices {
+		perms := d.Permissions
+		if perms == "" {
+			perms = "rwm"
+		}
+		dev, err := deviceAt(d.HostPath, d.ContainerPath)
+		if err != nil {
+			return errdefs.InvalidArgument("device %s: %v", d.HostPath, err)
+		}
+		s.Linux.Devices = append(s.Linux.Devices, dev)
+		s.Linux.Resources.Devices = append(s.Linux.Resources.Devices, specs.LinuxDeviceCgroup{
+			Allow: true, Type: dev.Type, Major: ptr(dev.Major), Minor: ptr(dev.Minor), Access: perms,
+		})
+	}
+	return nil
+}
+
+func hostDevices(dir string) ([]specs.LinuxDevice, error) {
+	var out []specs.LinuxDevice
+	err := filepath.WalkDir(dir, func(p string, d os.DirEntry, err error) error {
+		if err != nil {
+			return nil
+		}
+		if d.IsDir() {
+			switch p {
+			case "/dev/pts", "/dev/mqueue", "/dev/shm":
+				return filepath.SkipDir
+			}
+			return nil
+		}
+		if p == "/dev/console" || d.Type()&os.ModeDevice == 0 {
+			return nil
+		}
+		if dev, err := deviceAt(p, p); err == nil {
+			out = append(out, dev)
+		}
+		return nil
+	})
+	return out, err
+}
+
+func addMounts(rt Runtime, s *specs.Spec, p *Pod, cfg *runtimeapi.ContainerConfig, privileged bool) error {
+	mounts := baseMounts()
+	if privileged {
+		for i := range mounts {
+			if mounts[i].Destination == "/sys" || mounts[i].Destination == "/sys/fs/cgroup" {
+				mounts[i].Options = slices.DeleteFunc(mounts[i].Options, func(o string) bool { return o == "ro" })
+				mounts[i].Options = append(mounts[i].Options, "rw")
+			}
+		}
+	}
+	taken := map[string]bool{}
+	for _, m := range cfg.GetMounts() {
+		taken[path.Clean(m.ContainerPath)] = true
+	}
+	ro := cfg.GetLinux().GetSecurityContext().GetReadonlyRootfs()
+	bind := func(src, dst string, readonly bool, extra ...string) {
+		if src == "" || taken[dst] {
+			return
+		}
+		opts := append([]string{"rbind", "rprivate"}, extra...)
+		if readonly {
+			opts = append(opts, "ro")
+		} else {
+			opts = append(opts, "rw")
+		}
+		mounts = append(mounts, specs.Mount{Destination: dst, Type: "bind", Source: src, Options: opts})
+	}
+	bind(p.Hostname, "/etc/hostname", ro)
+	bind(p.Hosts, "/etc/hosts", ro)
+	bind(p.ResolvConf, "/etc/resolv.conf", ro)
+	if cfg.GetLinux().GetSecurityContext().GetNamespaceOptions().GetIpc() == runtimeapi.NamespaceMode_NODE {
+		bind("/dev/shm", "/dev/shm", false)
+	} else {
+		bind(p.Shm, "/dev/shm", false, "nosuid", "nodev", "noexec")
+	}
+
+	propagation := ""
+	for _, m := range cfg.GetMounts() {
+		if m.GetImage().GetImage() != "" {
+			return errdefs.InvalidArgument("image volume mounts are not supported (mount %s)", m.ContainerPath)
+		}
+		dst := path.Clean(m.ContainerPath)
+		if !path.IsAbs(dst) {
+			return errdefs.InvalidArgument("mount destination %q is not absolute", m.ContainerPath)
+		}
+		if m.HostPath == "" {
+			return errdefs.InvalidArgument("mount %s has no host path", dst)
+		}
+		src, err := filepath.EvalSymlinks(m.HostPath)
+		if os.IsNotExist(err) {
+			// As the kubelet's other runtimes do: a missing host path
+			// becomes an empty directory.
+			if err := os.MkdirAll(m.HostPath, 0o755); err != nil {
+				return fmt.Errorf("create mount source %s: %w", m.HostPath, err)
+			}
+			src, err = filepath.EvalSymlinks(m.HostPath)
+		}
+		if err != nil {
+			return errdefs.InvalidArgument("mount source %s: %v", m.HostPath, err)
+		}
+		opts := []string{"rbind"}
+		switch m.Propagation {
+		case runtimeapi.MountPropagation_PROPAGATION_BIDIRECTIONAL:
+			opts = append(opts, "rshared")
+			propagation = "rshared"
+		case runtimeapi.MountPropagation_PROPAGATION_HOST_TO_CONTAINER:
+			opts = append(opts, "rslave")
+			if propagation == "" {
+				propagation = "rslave"
+			}
+		default:
+			opts = append(opts, "rprivate")
+		}
+		switch {
+		case m.RecursiveReadOnly:
+			if !m.Readonly {
+				return errdefs.InvalidArgument("mount %s: recursive read-only needs read-only", dst)
+			}
+			if !rt.RRO {
+				return errdefs.InvalidArgument("mount %s: RROUnsupported: runtime %s has no recursive read-only mounts", dst, rt.Kind)
+			}
+			opts = append(opts, "rro")
+		case m.Readonly:
+			opts = append(opts, "ro")
+		default:
+			opts = append(opts, "rw")
+		}
+		opts = append(opts, m.MountOptions...)
+		mounts = slices.DeleteFunc(mounts, func(x specs.Mount) bool { return x.Destination == dst })
+		mounts = append(mounts, specs.Mount{Destination: dst, Type: "bind", Source: src, Options: opts})
+	}
+	// Parents before children.
+	sort.SliceStable(mounts, func(i, j int) bool {
+		return strings.Count(mounts[i].Destination, "/") < strings.Count(mounts[j].Destination, "/")
+	})
+	s.Mounts = mounts
+	if propagation != "" {
+		s.Linux.RootfsPropagation = propagation
+	}
+	return nil
+}
+
+// seccompFor picks the seccomp profile: none for privileged containers and
+// Unconfined, the RuntimeDefault profile, or a Localhost file.
+func seccompFor(sp *runtimeapi.SecurityProfile, legacy string, privileged bool, s *specs.Spec) (*specs.LinuxSeccomp, error) {
+	if privileged {
+		return nil, nil
+	}
+	typ, ref := runtimeapi.SecurityProfile_Unconfined, ""
+	switch {
+	case sp != nil:
+		typ, ref = sp.ProfileType, sp.LocalhostRef
+	case legacy == "runtime/default" || legacy == "docker/default":
+		typ = runtimeapi.SecurityProfile_RuntimeDefault
+	case strings.HasPrefix(legacy, "localhost/"):
+		typ, ref = runtimeapi.SecurityProfile_Localhost, strings.TrimPrefix(legacy, "localhost/")
+	case legacy == "" || legacy == "unconfined":
+	default:
+		return nil, errdefs.InvalidArgument("unknown seccomp profile %q", legacy)
+	}
+	switch typ {
+	case runtimeapi.SecurityProfile_RuntimeDefault:
+		return seccomp.GetDefaultProfile(s)
+	case runtimeapi.SecurityProfile_Localhost:
+		if !filepath.IsAbs(ref) {
+			return nil, errdefs.InvalidArgument("seccomp localhost profile %q is not an absolute path", ref)
+		}
+		data, err := os.ReadFile(ref)
+		if err != nil {
+			return nil, errdefs.InvalidArgument("seccomp localhost profile: %v", err)
+		}
+		prof, err := seccomp.LoadProfile(string(data), s)
+		if err != nil {
+			return nil, errdefs.InvalidArgument("seccomp localhost profile %s: %v", ref, err)
+		}
+		return prof, nil
+	}
+	return nil, nil
+}
+
+// ParseSignal reads a STOPSIGNAL value ("SIGTERM", "TERM", "15").
+func ParseSignal(s string) (int, bool) {
+	if n, err := strconv.Atoi(s); err == nil && n > 0 && n < 65 {
+		return n, true
+	}
+	name := strings.TrimPrefix(strings.ToUpper(s), "SIG")
+	n, ok := signals[name]
+	return n, ok
+}
+
+var signals = map[string]int{
+	"HUP": 1, "INT": 2, "QUIT": 3, "ILL": 4, "TRAP": 5, "ABRT": 6, "BUS": 7, "FPE": 8,
+	"KILL": 9, "USR1": 10, "SEGV": 11, "USR2": 12, "PIPE": 13, "ALRM": 14, "TERM": 15,
+	"STKFLT": 16, "CHLD": 17, "CONT": 18, "STOP": 19, "TSTP": 20, "TTIN": 21, "TTOU": 22,
+	"URG": 23, "XCPU": 24, "XFSZ": 25, "VTALRM": 26, "PROF": 27, "WINCH": 28, "IO": 29,
+	"PWR": 30, "SYS": 31, "RTMIN": 34, "RTMAX": 64,
+}

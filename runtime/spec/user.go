@@ -1,0 +1,178 @@
+package spec
+
+import (
+	"bufio"
+	"errors"
+	"io"
+	"io/fs"
+	"os"
+	"slices"
+	"strconv"
+	"strings"
+
+	"github.com/berthrt/berth/runtime/errdefs"
+)
+
+// User is a resolved process identity.
+type User struct {
+	UID, GID           uint32
+	AdditionalGids     []uint32
+	Home               string
+	Username           string // empty when not in /etc/passwd
+}
+
+// UserRequest is what the image and the CRI ask for.
+type UserRequest struct {
+	// ImageUser is the image config's USER ("name", "uid", "uid:gid", ...).
+	ImageUser string
+	// RunAsUser, RunAsUsername, RunAsGroup come from the security context
+	// and override ImageUser.
+	RunAsUser     *int64
+	RunAsUsername string
+	RunAsGroup    *int64
+	// SupplementalGroups are added to the groups from /etc/group.
+	SupplementalGroups []int64
+	// Strict keeps /etc/group memberships out (SupplementalGroupsPolicy
+	// Strict): only the primary and the requested groups.
+	Strict bool
+}
+
+// ResolveUser resolves req against the passwd and group files of the
+// container root filesystem rootfs. Files are read through an os.Root, so
+// an image's symlinks cannot make berth read host files.
+func ResolveUser(rootfs string, req UserRequest) (*User, error) {
+	userPart, groupPart := req.ImageUser, ""
+	if i := strings.IndexByte(userPart, ':'); i >= 0 {
+		userPart, groupPart = userPart[:i], userPart[i+1:]
+	}
+	switch {
+	case req.RunAsUser != nil:
+		userPart, groupPart = strconv.FormatInt(*req.RunAsUser, 10), ""
+	case req.RunAsUsername != "":
+		userPart, groupPart = req.RunAsUsername, ""
+	}
+	if req.RunAsGroup != nil {
+		groupPart = strconv.FormatInt(*req.RunAsGroup, 10)
+	}
+	if userPart == "" {
+		userPart = "0"
+	}
+	passwd, group, err := readIDFiles(rootfs)
+	if err != nil {
+		return nil, err
+	}
+	u := &User{Home: "/"}
+	uid, numeric := parseID(userPart)
+	found := false
+	for _, p := range passwd {
+		if (numeric && p.uid == uid) || (!numeric && p.name == userPart) {
+			u.UID, u.GID, u.Home, u.Username = p.uid, p.gid, p.home, p.name
+			found = true
+			break
+		}
+	}
+	if !found {
+		if !numeric {
+			return nil, errdefs.InvalidArgument("user %q not found in the image's /etc/passwd", userPart)
+		}
+		u.UID, u.GID = uid, 0
+	}
+	if groupPart != "" {
+		gid, numericG := parseID(groupPart)
+		if !numericG {
+			g := slices.IndexFunc(group, func(g groupEntry) bool { return g.name == groupPart })
+			if g < 0 {
+				return nil, errdefs.InvalidArgument("group %q not found in the image's /etc/group", groupPart)
+			}
+			gid = group[g].gid
+		}
+		u.GID = gid
+	}
+	var extra []uint32
+	if !req.Strict && u.Username != "" {
+		for _, g := range group {
+			if slices.Contains(g.members, u.Username) && g.gid != u.GID {
+				extra = append(extra, g.gid)
+			}
+		}
+	}
+	for _, g := range req.SupplementalGroups {
+		extra = append(extra, uint32(g))
+	}
+	slices.Sort(extra)
+	u.AdditionalGids = slices.Compact(extra)
+	return u, nil
+}
+
+func parseID(s string) (uint32, bool) {
+	n, err := strconv.ParseUint(s, 10, 32)
+	return uint32(n), err == nil
+}
+
+type passwdEntry struct {
+	name     string
+	uid, gid uint32
+	home     string
+}
+
+type groupEntry struct {
+	name    string
+	gid     uint32
+	members []string
+}
+
+func readIDFiles(rootfs string) ([]passwdEntry, []groupEntry, error) {
+	root, err := os.OpenRoot(rootfs)
+	if err != nil {
+		return nil, nil, err
+	}
+	defer root.Close()
+	var passwd []passwdEntry
+	var group []groupEntry
+	err = readColonFile(root, "etc/passwd", func(f []string) {
+		if len(f) >= 6 {
+			uid, ok1 := parseID(f[2])
+			gid, ok2 := parseID(f[3])
+			if ok1 && ok2 {
+				passwd = append(passwd, passwdEntry{name: f[0], uid: uid, gid: gid, home: f[5]})
+			}
+		}
+	})
+	if err != nil {
+		return nil, nil, err
+	}
+	err = readColonFile(root, "etc/group", func(f []string) {
+		if len(f) >= 4 {
+			if gid, ok := parseID(f[2]); ok {
+				var members []string
+				if f[3] != "" {
+					members = strings.Split(f[3], ",")
+				}
+				group = append(group, groupEntry{name: f[0], gid: gid, members: members})
+			}
+		}
+	})
+	return passwd, group, err
+}
+
+// readColonFile calls fn with the fields of each line; a missing file (or
+// one that escapes the root) reads as empty.
+func readColonFile(root *os.Root, name string, fn func([]string)) error {
+	f, err := root.Open(name)
+	if errors.Is(err, fs.ErrNotExist) || (err != nil && strings.Contains(err.Error(), "escapes")) {
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	sc := bufio.NewScanner(io.LimitReader(f, 16<<20))
+	for sc.Scan() {
+		line := strings.TrimSpace(sc.Text())
+		if line == "" || strings.HasPrefix(line, "#") {
+			continue
+		}
+		fn(strings.Split(line, ":"))
+	}
+	return sc.Err()
+}

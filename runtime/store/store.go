@@ -1,0 +1,132 @@
+// Package store is berth's metadata store: JSON records in bbolt buckets.
+// Each room (images, pods, containers) names its own buckets; a write
+// transaction commits every change or none, which is what makes a crash at
+// any point of a pull or a pod start leave consistent metadata.
+package store
+
+import (
+	"encoding/json"
+	"fmt"
+	"os"
+	"path/filepath"
+	"time"
+
+	bolt "go.etcd.io/bbolt"
+
+	"github.com/berthrt/berth/runtime/errdefs"
+)
+
+// DB is an open metadata database.
+type DB struct{ db *bolt.DB }
+
+// Open opens (creating if needed) the database at path. It fails quickly
+// when another process holds it, which means another berthd is running.
+func Open(path string) (*DB, error) {
+	if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
+		return nil, err
+	}
+	db, err := bolt.Open(path, 0o600, &bolt.Options{Timeout: 2 * time.Second})
+	if err != nil {
+		return nil, fmt.Errorf("open metadata %s (is another berthd running?): %w", path, err)
+	}
+	return &DB{db: db}, nil
+}
+
+// Close closes the database.
+func (d *DB) Close() error { return d.db.Close() }
+
+// Update runs fn in a read-write transaction.
+func (d *DB) Update(fn func(*Tx) error) error {
+	return d.db.Update(func(tx *bolt.Tx) error { return fn(&Tx{tx}) })
+}
+
+// View runs fn in a read-only transaction.
+func (d *DB) View(fn func(*Tx) error) error {
+	return d.db.View(func(tx *bolt.Tx) error { return fn(&Tx{tx}) })
+}
+
+// Tx is a transaction.
+type Tx struct{ tx *bolt.Tx }
+
+func (t *Tx) bucket(name string, create bool) (*bolt.Bucket, error) {
+	if b := t.tx.Bucket([]byte(name)); b != nil {
+		return b, nil
+	}
+	if !create || !t.tx.Writable() {
+		return nil, nil
+	}
+	return t.tx.CreateBucket([]byte(name))
+}
+
+// Get decodes the record bucket/key into v, or returns ErrNotFound.
+func (t *Tx) Get(bucket, key string, v any) error {
+	b, _ := t.bucket(bucket, false)
+	var raw []byte
+	if b != nil {
+		raw = b.Get([]byte(key))
+	}
+	if raw == nil {
+		return errdefs.NotFound("%s %q", bucket, key)
+	}
+	return json.Unmarshal(raw, v)
+}
+
+// Has reports whether bucket/key exists.
+func (t *Tx) Has(bucket, key string) bool {
+	b, _ := t.bucket(bucket, false)
+	return b != nil && b.Get([]byte(key)) != nil
+}
+
+// Put stores v as JSON at bucket/key.
+func (t *Tx) Put(bucket, key string, v any) error {
+	raw, err := json.Marshal(v)
+	if err != nil {
+		return err
+	}
+	b, err := t.bucket(bucket, true)
+	if err != nil {
+		return err
+	}
+	return b.Put([]byte(key), raw)
+}
+
+// Delete removes bucket/key; a missing key is not an error.
+func (t *Tx) Delete(bucket, key string) error {
+	b, _ := t.bucket(bucket, false)
+	if b == nil {
+		return nil
+	}
+	return b.Delete([]byte(key))
+}
+
+// Keys lists the keys of bucket in order.
+func (t *Tx) Keys(bucket string) []string {
+	b, _ := t.bucket(bucket, false)
+	if b == nil {
+		return nil
+	}
+	var keys []string
+	_ = b.ForEach(func(k, _ []byte) error {
+		keys = append(keys, string(k))
+		return nil
+	})
+	return keys
+}
+
+// All decodes every record of bucket, in key order.
+func All[T any](t *Tx, bucket string) ([]T, error) {
+	b, _ := t.bucket(bucket, false)
+	if b == nil {
+		return nil, nil
+	}
+	var out []T
+	err := b.ForEach(func(k, raw []byte) error {
+		var v T
+		if err := json.Unmarshal(raw, &v); err != nil {
+			return fmt.Errorf("%s %q: %w", bucket, k, err)
+		}
+		out = append(out, v)
+		return nil
+	})
+	return out, err
+}

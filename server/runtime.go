@@ -1,0 +1,202 @@
+package server
+
+import (
+	"context"
+	"encoding/json"
+	"log/slog"
+	"time"
+
+	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
+
+	"github.com/berthrt/berth/runtime/errdefs"
+)
+
+// Version is berth's version, set at build time.
+var Version = "0.1.0-dev"
+
+// Health reports the runtime's readiness for Status.
+type Health interface {
+	// RuntimeReady is nil when containers can run.
+	RuntimeReady(ctx context.Context) error
+	// NetworkReady is nil when pod networking works.
+	NetworkReady(ctx context.Context) error
+	// Handlers lists every configured handler with its features.
+	Handlers(ctx context.Context) []*runtimeapi.RuntimeHandler
+	// Info is extra detail for verbose Status.
+	Info(ctx context.Context) map[string]any
+}
+
+// Pods is what the RuntimeService needs of the pod manager.
+type Pods interface {
+	Health
+	RunPodSandbox(ctx context.Context, cfg *runtimeapi.PodSandboxConfig, handler string) (string, error)
+	StopPodSandbox(ctx context.Context, id string) error
+	RemovePodSandbox(ctx context.Context, id string) error
+	PodSandboxStatus(ctx context.Context, id string, verbose bool) (*runtimeapi.PodSandboxStatus, map[string]string, error)
+	ListPodSandbox(ctx context.Context, f *runtimeapi.PodSandboxFilter) []*runtimeapi.PodSandbox
+	CreateContainer(ctx context.Context, podID string, cfg *runtimeapi.ContainerConfig) (string, error)
+	StartContainer(ctx context.Context, id string) error
+	StopContainer(ctx context.Context, id string, timeout int64) error
+	RemoveContainer(ctx context.Context, id string) error
+	ContainerStatus(ctx context.Context, id string, verbose bool) (*runtimeapi.ContainerStatus, map[string]string, error)
+	ListContainers(ctx context.Context, f *runtimeapi.ContainerFilter) []*runtimeapi.Container
+	ExecSync(ctx context.Context, id string, cmd []string, timeout time.Duration) ([]byte, []byte, int32, error)
+}
+
+// RuntimeService serves the CRI RuntimeService.
+type RuntimeService struct {
+	runtimeapi.UnimplementedRuntimeServiceServer
+	Pods         Pods
+	CgroupDriver string // "cgroupfs" or "systemd"
+	Log          *slog.Logger
+}
+
+// Version reports berth and the CRI version it speaks.
+func (s *RuntimeService) Version(ctx context.Context, req *runtimeapi.VersionRequest) (*runtimeapi.VersionResponse, error) {
+	return &runtimeapi.VersionResponse{
+		Version:           "0.1.0", // the kubelet runtime API version, not berth's
+		RuntimeName:       "berth",
+		RuntimeVersion:    Version,
+		RuntimeApiVersion: "v1",
+	}, nil
+}
+
+// Status reports RuntimeReady and NetworkReady as they are now.
+func (s *RuntimeService) Status(ctx context.Context, req *runtimeapi.StatusRequest) (*runtimeapi.StatusResponse, error) {
+	cond := func(typ string, err error, reason string) *runtimeapi.RuntimeCondition {
+		c := &runtimeapi.RuntimeCondition{Type: typ, Status: err == nil}
+		if err != nil {
+			c.Reason, c.Message = reason, err.Error()
+		}
+		return c
+	}
+	resp := &runtimeapi.StatusResponse{
+		Status: &runtimeapi.RuntimeStatus{Conditions: []*runtimeapi.RuntimeCondition{
+			cond(runtimeapi.RuntimeReady, s.Pods.RuntimeReady(ctx), "RuntimeNotReady"),
+			cond(runtimeapi.NetworkReady, s.Pods.NetworkReady(ctx), "NetworkPluginNotReady"),
+		}},
+		RuntimeHandlers: s.Pods.Handlers(ctx),
+	}
+	if req.Verbose {
+		info, err := json.Marshal(s.Pods.Info(ctx))
+		if err != nil {
+			return nil, err
+		}
+		resp.Info = map[string]string{"info": string(info)}
+	}
+	return resp, nil
+}
+
+// RuntimeConfig tells the kubelet which cgroup driver to use.
+func (s *RuntimeService) RuntimeConfig(ctx context.Context, req *runtimeapi.RuntimeConfigRequest) (*runtimeapi.RuntimeConfigResponse, error) {
+	driver := runtimeapi.CgroupDriver_CGROUPFS
+	if s.CgroupDriver == "systemd" {
+		driver = runtimeapi.CgroupDriver_SYSTEMD
+	}
+	return &runtimeapi.RuntimeConfigResponse{Linux: &runtimeapi.LinuxRuntimeConfiguration{CgroupDriver: driver}}, nil
+}
+
+// UpdateRuntimeConfig accepts the pod CIDR the kubelet sends; berth's CNI
+// configuration decides addressing, so there is nothing to change.
+func (s *RuntimeService) UpdateRuntimeConfig(ctx context.Context, req *runtimeapi.UpdateRuntimeConfigRequest) (*runtimeapi.UpdateRuntimeConfigResponse, error) {
+	return &runtimeapi.UpdateRuntimeConfigResponse{}, nil
+}
+
+// RunPodSandbox starts a pod.
+func (s *RuntimeService) RunPodSandbox(ctx context.Context, req *runtimeapi.RunPodSandboxRequest) (*runtimeapi.RunPodSandboxResponse, error) {
+	if req.GetConfig() == nil {
+		return nil, errdefs.InvalidArgument("config is required")
+	}
+	id, err := s.Pods.RunPodSandbox(ctx, req.Config, req.RuntimeHandler)
+	if err != nil {
+		return nil, err
+	}
+	return &runtimeapi.RunPodSandboxResponse{PodSandboxId: id}, nil
+}
+
+// StopPodSandbox stops a pod.
+func (s *RuntimeService) StopPodSandbox(ctx context.Context, req *runtimeapi.StopPodSandboxRequest) (*runtimeapi.StopPodSandboxResponse, error) {
+	return &runtimeapi.StopPodSandboxResponse{}, s.Pods.StopPodSandbox(ctx, req.GetPodSandboxId())
+}
+
+// RemovePodSandbox removes a pod.
+func (s *RuntimeService) RemovePodSandbox(ctx context.Context, req *runtimeapi.RemovePodSandboxRequest) (*runtimeapi.RemovePodSandboxResponse, error) {
+	if req.GetPodSandboxId() == "" {
+		return nil, errdefs.InvalidArgument("pod sandbox ID is required")
+	}
+	return &runtimeapi.RemovePodSandboxResponse{}, s.Pods.RemovePodSandbox(ctx, req.PodSandboxId)
+}
+
+// PodSandboxStatus reports a pod.
+func (s *RuntimeService) PodSandboxStatus(ctx context.Context, req *runtimeapi.PodSandboxStatusRequest) (*runtimeapi.PodSandboxStatusResponse, error) {
+	st, info, err := s.Pods.PodSandboxStatus(ctx, req.GetPodSandboxId(), req.GetVerbose())
+	if err != nil {
+		return nil, err
+	}
+	return &runtimeapi.PodSandboxStatusResponse{Status: st, Info: info}, nil
+}
+
+// ListPodSandbox lists pods.
+func (s *RuntimeService) ListPodSandbox(ctx context.Context, req *runtimeapi.ListPodSandboxRequest) (*runtimeapi.ListPodSandboxResponse, error) {
+	return &runtimeapi.ListPodSandboxResponse{Items: s.Pods.ListPodSandbox(ctx, req.GetFilter())}, nil
+}
+
+// CreateContainer creates a container in a pod.
+func (s *RuntimeService) CreateContainer(ctx context.Context, req *runtimeapi.CreateContainerRequest) (*runtimeapi.CreateContainerResponse, error) {
+	if req.GetConfig() == nil || req.GetPodSandboxId() == "" {
+		return nil, errdefs.InvalidArgument("pod sandbox ID and config are required")
+	}
+	id, err := s.Pods.CreateContainer(ctx, req.PodSandboxId, req.Config)
+	if err != nil {
+		return nil, err
+	}
+	return &runtimeapi.CreateContainerResponse{ContainerId: id}, nil
+}
+
+// StartContainer starts a container.
+func (s *RuntimeService) StartContainer(ctx context.Context, req *runtimeapi.StartContainerRequest) (*runtimeapi.StartContainerResponse, error) {
+	return &runtimeapi.StartContainerResponse{}, s.Pods.StartContainer(ctx, req.GetContainerId())
+}
+
+// StopContainer stops a container.
+func (s *RuntimeService) StopContainer(ctx context.Context, req *runtimeapi.StopContainerRequest) (*runtimeapi.StopContainerResponse, error) {
+	if req.GetTimeout() < 0 {
+		return nil, errdefs.InvalidArgument("timeout must not be negative")
+	}
+	return &runtimeapi.StopContainerResponse{}, s.Pods.StopContainer(ctx, req.GetContainerId(), req.GetTimeout())
+}
+
+// RemoveContainer removes a container.
+func (s *RuntimeService) RemoveContainer(ctx context.Context, req *runtimeapi.RemoveContainerRequest) (*runtimeapi.RemoveContainerResponse, error) {
+	if req.GetContainerId() == "" {
+		return nil, errdefs.InvalidArgument("container ID is required")
+	}
+	return &runtimeapi.RemoveContainerResponse{}, s.Pods.RemoveContainer(ctx, req.ContainerId)
+}
+
+// ContainerStatus reports a container.
+func (s *RuntimeService) ContainerStatus(ctx context.Context, req *runtimeapi.ContainerStatusRequest) (*runtimeapi.ContainerStatusResponse, error) {
+	st, info, err := s.Pods.ContainerStatus(ctx, req.GetContainerId(), req.GetVerbose())
+	if err != nil {
+		return nil, err
+	}
+	return &runtimeapi.ContainerStatusResponse{Status: st, Info: info}, nil
+}
+
+// ListContainers lists containers.
+func (s *RuntimeService) ListContainers(ctx context.Context, req *runtimeapi.ListContainersRequest) (*runtimeapi.ListContainersResponse, error) {
+	return &runtimeapi.ListContainersResponse{Containers: s.Pods.ListContainers(ctx, req.GetFilter())}, nil
+}
+
+// ExecSync runs a command in a container; a non-zero exit is a normal
+// response.
+func (s *RuntimeService) ExecSync(ctx context.Context, req *runtimeapi.ExecSyncRequest) (*runtimeapi.ExecSyncResponse, error) {
+	if req.GetTimeout() < 0 {
+		return nil, errdefs.InvalidArgument("timeout must not be negative")
+	}
+	stdout, stderr, code, err := s.Pods.ExecSync(ctx, req.GetContainerId(), req.GetCmd(), time.Duration(req.GetTimeout())*time.Second)
+	if err != nil {
+		return nil, err
+	}
+	return &runtimeapi.ExecSyncResponse{Stdout: stdout, Stderr: stderr, ExitCode: code}, nil
+}

@@ -1,0 +1,281 @@
+// Package harness starts a real berthd for end-to-end tests, critest runs
+// and benchmarks: on a temporary root, with a config written for the test
+// (registry mirrors on loopback, its own CNI directory), and runs crictl
+// against it.
+package harness
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+)
+
+// RequireRoot skips t unless it runs as root.
+func RequireRoot(t testing.TB) {
+	t.Helper()
+	if os.Geteuid() != 0 {
+		t.Skip("needs root: berthd mounts, creates namespaces and runs containers")
+	}
+}
+
+var (
+	buildOnce sync.Once
+	binDir    string
+	buildErr  error
+)
+
+// Binaries returns the directory holding berthd and berth-shim: $BERTH_BIN
+// if set (the Makefile builds there), else a fresh build of this checkout.
+func Binaries(t testing.TB) string {
+	t.Helper()
+	buildOnce.Do(func() {
+		if d := os.Getenv("BERTH_BIN"); d != "" {
+			binDir = d
+			return
+		}
+		out, err := exec.Command("go", "env", "GOMOD").Output()
+		if err != nil {
+			buildErr = err
+			return
+		}
+		mod := filepath.Dir(strings.TrimSpace(string(out)))
+		binDir, buildErr = os.MkdirTemp("", "berth-bin-")
+		if buildErr != nil {
+			return
+		}
+		cmd := exec.Command("go", "build", "-o", binDir+"/", "./cmd/...")
+		cmd.Dir = mod
+		if out, err := cmd.CombinedOutput(); err != nil {
+			buildErr = fmt.Errorf("go build: %v\n%s", err, out)
+		}
+	})
+	if buildErr != nil {
+		t.Fatal(buildErr)
+	}
+	return binDir
+}
+
+// Tool finds a test tool (crictl, critest) in $PATH or $(go env GOPATH)/bin.
+func Tool(t testing.TB, name string) string {
+	t.Helper()
+	if p, err := exec.LookPath(name); err == nil {
+		return p
+	}
+	if out, err := exec.Command("go", "env", "GOPATH").Output(); err == nil {
+		p := filepath.Join(strings.TrimSpace(string(out)), "bin", name)
+		if _, err := os.Stat(p); err == nil {
+			return p
+		}
+	}
+	t.Fatalf("%s not found in $PATH or $(go env GOPATH)/bin: run `make test-deps`", name)
+	return ""
+}
+
+// Options shapes a berthd instance.
+type Options struct {
+	// Mirrors maps registry hosts to mirror endpoints.
+	Mirrors map[string][]string
+	// DefaultRuntime names the default handler ("" keeps berthd's choice).
+	DefaultRuntime string
+	// Extra is appended to the generated config file.
+	Extra string
+	// Args are extra berthd flags.
+	Args []string
+}
+
+// Berthd is a running berthd.
+type Berthd struct {
+	Root, State, Socket, ConfigPath string
+	Bin                             string
+	cmd                             *exec.Cmd
+	log                             *bytes.Buffer
+	logMu                           *sync.Mutex
+	done                            chan error
+	t                               testing.TB
+	opts                            Options
+}
+
+// Start writes a config under a temporary directory and starts berthd;
+// it is stopped (SIGTERM) when the test ends.
+func Start(t testing.TB, opts Options) *Berthd {
+	t.Helper()
+	RequireRoot(t)
+	bin := Binaries(t)
+	// Short paths: unix socket paths are limited to 108 bytes.
+	base, err := os.MkdirTemp("", "berth-e2e-")
+	if err != nil {
+		t.Fatal(err)
+	}
+	b := &Berthd{
+		Root:   filepath.Join(base, "root"),
+		State:  filepath.Join(base, "state"),
+		Socket: filepath.Join(base, "state", "berth.sock"),
+		Bin:    bin,
+		t:      t,
+		opts:   opts,
+	}
+	b.ConfigPath = filepath.Join(base, "config.toml")
+	if err := os.WriteFile(b.ConfigPath, []byte(b.config()), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	crictlConf := fmt.Sprintf("runtime-endpoint: unix://%s\nimage-endpoint: unix://%s\n", b.Socket, b.Socket)
+	if err := os.WriteFile(filepath.Join(base, "crictl.yaml"), []byte(crictlConf), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		b.Stop(t)
+		if !t.Failed() {
+			_ = os.RemoveAll(base)
+		}
+	})
+	b.Restart(t)
+	return b
+}
+
+func (b *Berthd) config() string {
+	var sb strings.Builder
+	fmt.Fprintf(&sb, "root = %q\nstate = %q\nsocket = %q\nshim_path = %q\n", b.Root, b.State, b.Socket, filepath.Join(b.Bin, "berth-shim"))
+	if b.opts.DefaultRuntime != "" {
+		fmt.Fprintf(&sb, "default_runtime = %q\n", b.opts.DefaultRuntime)
+	}
+	fmt.Fprintf(&sb, "[cni]\nconf_dir = %q\ncache_dir = %q\n", filepath.Join(filepath.Dir(b.Root), "cni"), filepath.Join(b.Root, "cni-cache"))
+	sb.WriteString("[image.mirrors]\n")
+	for host, eps := range b.opts.Mirrors {
+		q, _ := json.Marshal(eps)
+		fmt.Fprintf(&sb, "%q = %s\n", host, q)
+	}
+	sb.WriteString(b.opts.Extra)
+	return sb.String()
+}
+
+// Restart starts berthd again (after Stop or Kill) on the same root.
+func (b *Berthd) Restart(t testing.TB) {
+	t.Helper()
+	b.log, b.logMu = &bytes.Buffer{}, &sync.Mutex{}
+	args := append([]string{"--config", b.ConfigPath, "--log-level", "debug"}, b.opts.Args...)
+	b.cmd = exec.Command(filepath.Join(b.Bin, "berthd"), args...)
+	w := &lockedWriter{mu: b.logMu, w: b.log}
+	b.cmd.Stdout, b.cmd.Stderr = w, w
+	if err := b.cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	b.done = make(chan error, 1)
+	go func(cmd *exec.Cmd, done chan error) { done <- cmd.Wait() }(b.cmd, b.done)
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		if c, err := net.Dial("unix", b.Socket); err == nil {
+			c.Close()
+			return
+		}
+		select {
+		case err := <-b.done:
+			t.Fatalf("berthd exited at start: %v\n%s", err, b.Log())
+		case <-time.After(20 * time.Millisecond):
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("berthd did not listen on %s\n%s", b.Socket, b.Log())
+		}
+	}
+}
+
+// Log returns what berthd logged so far.
+func (b *Berthd) Log() string {
+	b.logMu.Lock()
+	defer b.logMu.Unlock()
+	return b.log.String()
+}
+
+// Stop sends SIGTERM and waits for exit; it returns berthd's exit error.
+func (b *Berthd) Stop(t testing.TB) error {
+	if b.cmd == nil || b.cmd.Process == nil {
+		return nil
+	}
+	_ = b.cmd.Process.Signal(syscall.SIGTERM)
+	defer func() { b.cmd = nil }()
+	select {
+	case err := <-b.done:
+		return err
+	case <-time.After(30 * time.Second):
+		_ = b.cmd.Process.Kill()
+		<-b.done
+		return fmt.Errorf("berthd ignored SIGTERM for 30s")
+	}
+}
+
+// Kill sends SIGKILL, as a crash would.
+func (b *Berthd) Kill(t testing.TB) {
+	if b.cmd == nil {
+		return
+	}
+	_ = b.cmd.Process.Kill()
+	<-b.done
+	b.cmd = nil
+}
+
+// Crictl runs crictl against this berthd and returns stdout; a failure
+// fails the test.
+func (b *Berthd) Crictl(t testing.TB, args ...string) string {
+	t.Helper()
+	out, err := b.TryCrictl(t, args...)
+	if err != nil {
+		t.Fatalf("crictl %s: %v\n%s\n--- berthd log ---\n%s", strings.Join(args, " "), err, out, tail(b.Log(), 60))
+	}
+	return out
+}
+
+// TryCrictl runs crictl and returns its combined output and error.
+func (b *Berthd) TryCrictl(t testing.TB, args ...string) (string, error) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	full := append([]string{"--config", filepath.Join(filepath.Dir(b.ConfigPath), "crictl.yaml"),
+		"--runtime-endpoint", "unix://" + b.Socket, "--image-endpoint", "unix://" + b.Socket, "--timeout", "60s"}, args...)
+	cmd := exec.CommandContext(ctx, Tool(t, "crictl"), full...)
+	var stdout, stderr bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &stdout, &stderr
+	err := cmd.Run()
+	if err != nil {
+		return stdout.String() + stderr.String(), err
+	}
+	return stdout.String(), nil
+}
+
+// CrictlJSON runs crictl with -o json appended and decodes the output.
+func (b *Berthd) CrictlJSON(t testing.TB, v any, args ...string) {
+	t.Helper()
+	// Flags go right after the subcommand: crictl stops at positionals.
+	full := append([]string{args[0], "-o", "json"}, args[1:]...)
+	out := b.Crictl(t, full...)
+	if err := json.Unmarshal([]byte(out), v); err != nil {
+		t.Fatalf("crictl %v output is not JSON: %v\n%s", args, err, out)
+	}
+}
+
+func tail(s string, lines int) string {
+	parts := strings.Split(s, "\n")
+	if len(parts) > lines {
+		parts = parts[len(parts)-lines:]
+	}
+	return strings.Join(parts, "\n")
+}
+
+type lockedWriter struct {
+	mu *sync.Mutex
+	w  *bytes.Buffer
+}
+
+func (l *lockedWriter) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.w.Write(p)
+}

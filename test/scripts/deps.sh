@@ -1,0 +1,41 @@
+#!/usr/bin/env bash
+# Installs what berth needs on a fresh Debian 12 machine.
+#   deps.sh runtime   OCI runtimes, CNI plugins, iptables (to run berthd)
+#   deps.sh test      the above, plus crictl, critest and test tools
+set -euo pipefail
+
+want=${1:-runtime}
+export DEBIAN_FRONTEND=noninteractive
+export PATH="$PATH:/usr/local/go/bin"
+GOBIN="$(go env GOPATH)/bin"
+export PATH="$PATH:$GOBIN"
+
+apt_pkgs=(runc crun runsc containernetworking-plugins iptables)
+if [ "$want" = test ]; then
+	# busybox (dynamic) and its libc build the critest fixture images;
+	# libseccomp-dev/pkg-config build a current runc when asked for.
+	apt_pkgs+=(busybox libseccomp-dev pkg-config containerd)
+fi
+missing=()
+for p in "${apt_pkgs[@]}"; do
+	dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p")
+done
+if [ ${#missing[@]} -gt 0 ]; then
+	apt-get update -qq
+	apt-get install -y -qq "${missing[@]}" >/dev/null
+fi
+
+# crun refuses hybrid cgroups while the cgroup2 tree holds a controller
+# (hugetlb here): give it a v1 hierarchy. berthd check reports this too.
+if [ -d /sys/fs/cgroup/unified ] && [ -s /sys/fs/cgroup/unified/cgroup.controllers ]; then
+	for c in $(cat /sys/fs/cgroup/unified/cgroup.controllers); do
+		if ! grep -q "cgroup .*[ ,]$c\b" /proc/self/mountinfo; then
+			mkdir -p "/sys/fs/cgroup/$c"
+			mount -t cgroup -o "$c" cgroup "/sys/fs/cgroup/$c"
+		fi
+	done
+fi
+
+if [ "$want" = test ]; then
+	[ -x "$GOBIN/crictl" ] || go install sigs.k8s.io/cri-tools/cmd/crictl@v1.37.0
+fi
