@@ -76,6 +76,7 @@ func (s *RuntimeService) Status(ctx context.Context, req *runtimeapi.StatusReque
 			cond(runtimeapi.NetworkReady, s.Pods.NetworkReady(ctx), "NetworkPluginNotReady"),
 		}},
 		RuntimeHandlers: s.Pods.Handlers(ctx),
+		Features:        &runtimeapi.RuntimeFeatures{SupplementalGroupsPolicy: true},
 	}
 	if req.Verbose {
 		info, err := json.Marshal(s.Pods.Info(ctx))

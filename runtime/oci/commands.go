@@ -80,6 +80,9 @@ type ExecOpts struct {
 	PidFile       string
 	ConsoleSocket string
 	LogFile       string
+	// InternalPidFile receives the process's pid inside a gVisor sandbox
+	// (runsc only), which KillPid signals.
+	InternalPidFile string
 }
 
 // Exec builds a detached `exec`: the runtime starts the process and exits;
@@ -89,7 +92,16 @@ func (r *Runtime) Exec(ctx context.Context, id string, o ExecOpts) *exec.Cmd {
 	if o.ConsoleSocket != "" {
 		args = append(args, "--console-socket", o.ConsoleSocket)
 	}
+	if o.InternalPidFile != "" && r.Kind() == "runsc" {
+		args = append(args, "--internal-pid-file", o.InternalPidFile)
+	}
 	return r.cmd(ctx, o.LogFile, append(args, id)...)
+}
+
+// KillPid builds a `kill` of one process of a gVisor container, by its pid
+// inside the sandbox.
+func (r *Runtime) KillPid(ctx context.Context, id string, pid, sig int, logFile string) *exec.Cmd {
+	return r.cmd(ctx, logFile, "kill", "--pid", strconv.Itoa(pid), id, strconv.Itoa(sig))
 }
 
 // Update builds `update` from an OCI LinuxResources JSON file.

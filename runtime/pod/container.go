@@ -292,9 +292,11 @@ func (m *Manager) stopContainer(ctx context.Context, c *container, timeout time.
 	if err != nil {
 		return err
 	}
+	// gVisor's init is not the pod's PID 1 on the host: SIGKILL goes to
+	// every process of the container.
 	all := sb.handler.Kind() == "runsc"
 	if timeout > 0 {
-		if _, err := client.Kill(ctx, &shimv1.KillRequest{Id: rec.ID, Signal: uint32(rec.StopSignal), All: all}); err != nil && !isNotFound(err) {
+		if _, err := client.Kill(ctx, &shimv1.KillRequest{Id: rec.ID, Signal: uint32(rec.StopSignal)}); err != nil && !isNotFound(err) {
 			return fmt.Errorf("signal container %s: %w", rec.ID, err)
 		}
 		if m.waitExit(ctx, c, client, timeout) {

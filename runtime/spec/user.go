@@ -88,10 +88,12 @@ func ResolveUser(rootfs string, req UserRequest) (*User, error) {
 		}
 		u.GID = gid
 	}
-	var extra []uint32
+	// The primary group is listed too, as the kubelet expects in the
+	// container's reported identity (and as `id -G` prints).
+	extra := []uint32{u.GID}
 	if !req.Strict && u.Username != "" {
 		for _, g := range group {
-			if slices.Contains(g.members, u.Username) && g.gid != u.GID {
+			if slices.Contains(g.members, u.Username) {
 				extra = append(extra, g.gid)
 			}
 		}

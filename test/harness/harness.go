@@ -18,6 +18,10 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials/insecure"
+	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
 )
 
 // RequireRoot skips t unless it runs as root.
@@ -278,4 +282,57 @@ func (l *lockedWriter) Write(p []byte) (int, error) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	return l.w.Write(p)
+}
+
+// Client returns a CRI runtime client on this berthd's socket, for the
+// checks where crictl's output is too coarse (ExecSync exit codes).
+func (b *Berthd) Client(t testing.TB) runtimeapi.RuntimeServiceClient {
+	t.Helper()
+	conn, err := grpc.NewClient("unix://"+b.Socket, grpc.WithTransportCredentials(insecure.NewCredentials()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { conn.Close() })
+	return runtimeapi.NewRuntimeServiceClient(conn)
+}
+
+// Leaks counts what pods hold on the host, to compare before and after.
+type Leaks struct {
+	Mounts, NetNS, Veths, Cgroups, Shims int
+}
+
+// CountLeaks takes the count for this berthd.
+func (b *Berthd) CountLeaks(t testing.TB) Leaks {
+	t.Helper()
+	var l Leaks
+	if data, err := os.ReadFile("/proc/self/mountinfo"); err == nil {
+		for _, line := range strings.Split(string(data), "\n") {
+			if f := strings.Fields(line); len(f) > 4 && (strings.HasPrefix(f[4], b.Root+"/") || strings.HasPrefix(f[4], b.State+"/")) {
+				l.Mounts++
+			}
+		}
+	}
+	if ents, err := os.ReadDir(filepath.Join(b.State, "netns")); err == nil {
+		l.NetNS = len(ents)
+	}
+	if out, err := exec.Command("ip", "-o", "link", "show", "type", "veth").Output(); err == nil {
+		l.Veths = strings.Count(string(out), "\n")
+	}
+	for _, ctl := range []string{"memory", "pids", "cpu"} {
+		if ents, err := os.ReadDir(filepath.Join("/sys/fs/cgroup", ctl, "berth")); err == nil {
+			for _, e := range ents {
+				if e.IsDir() {
+					l.Cgroups++
+				}
+			}
+		}
+	}
+	procs, _ := os.ReadDir("/proc")
+	for _, p := range procs {
+		if cmd, err := os.ReadFile(filepath.Join("/proc", p.Name(), "cmdline")); err == nil &&
+			strings.Contains(string(cmd), "berth-shim") && strings.Contains(string(cmd), b.State) {
+			l.Shims++
+		}
+	}
+	return l
 }

@@ -3,6 +3,7 @@ package service
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -10,6 +11,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -75,7 +77,7 @@ func (s *Service) runRuntime(build func(logFile string) *exec.Cmd) error {
 	}
 	sub := ""
 	for _, a := range cmd.Args[1:] {
-		if !strings.HasPrefix(a, "-") && !strings.Contains(a, "/") {
+		if slices.Contains([]string{"create", "start", "kill", "delete", "exec", "update"}, a) {
 			sub = a
 			break
 		}
@@ -120,8 +122,13 @@ func (s *Service) create(c *container, req *shimv1.CreateRequest) (_ *shimv1.Con
 	var closers []*os.File // our copies of the child's ends
 	var readers []*os.File // what the copiers read
 	defer func() {
-		for _, f := range closers {
-			f.Close()
+		if err != nil || !s.donatesAtStart() {
+			for _, f := range closers {
+				f.Close()
+			}
+		} else {
+			// gVisor takes a subcontainer's stdio at `start`.
+			c.childIO = closers
 		}
 		if err != nil {
 			for _, f := range readers {
@@ -218,6 +225,11 @@ func (s *Service) create(c *container, req *shimv1.CreateRequest) (_ *shimv1.Con
 	c.status = shimv1.Status_STATUS_CREATED
 	c.createdAt = time.Now()
 	c.mu.Unlock()
+	if s.waitsThroughRuntime(c.id) {
+		// The pid is the gVisor sandbox's: `runsc wait` tells this one's exit.
+		s.opts.Log.Info("container created", "id", c.id, "sandbox pid", pid)
+		return c.state(), nil
+	}
 	s.mu.Lock()
 	if e, ok := s.takeEarly(pid, started); ok {
 		go s.containerExited(c, e)
@@ -266,7 +278,15 @@ func (s *Service) Start(_ context.Context, req *shimv1.IDRequest) (*shimv1.Conta
 	c.mu.Unlock()
 	ctx, cancel := runtimeCtx()
 	defer cancel()
-	if err := s.runRuntime(func(logFile string) *exec.Cmd { return s.opts.Runtime.Start(ctx, req.Id, logFile) }); err != nil {
+	err = s.runRuntime(func(logFile string) *exec.Cmd {
+		cmd := s.opts.Runtime.Start(ctx, req.Id, logFile)
+		if io := c.childIO; len(io) > 0 {
+			cmd.Stdin, cmd.Stdout, cmd.Stderr = stdioOf(io)
+		}
+		return cmd
+	})
+	c.closeChildIO()
+	if err != nil {
 		c.mu.Lock()
 		c.startedAt = time.Time{}
 		c.mu.Unlock()
@@ -277,7 +297,61 @@ func (s *Service) Start(_ context.Context, req *shimv1.IDRequest) (*shimv1.Conta
 		c.status = shimv1.Status_STATUS_RUNNING
 	}
 	c.mu.Unlock()
+	if s.waitsThroughRuntime(c.id) {
+		go s.runtimeWait(c)
+	}
 	return c.state(), nil
+}
+
+// donatesAtStart reports runtimes that hand a container the stdio of
+// `start` rather than of `create` (gVisor, for subcontainers).
+func (s *Service) donatesAtStart() bool { return s.opts.Runtime.Kind() == "runsc" }
+
+// waitsThroughRuntime reports containers whose exit the shim cannot reap:
+// gVisor subcontainers live inside the sandbox process.
+func (s *Service) waitsThroughRuntime(id string) bool {
+	return s.opts.Runtime.Kind() == "runsc" && id != s.opts.PodID
+}
+
+// runtimeWait learns a gVisor subcontainer's exit from `runsc wait`.
+func (s *Service) runtimeWait(c *container) {
+	out, w, err := os.Pipe()
+	if err != nil {
+		s.containerExited(c, reaper.Exit{Status: 255, At: time.Now()})
+		return
+	}
+	cmd := exec.CommandContext(context.Background(), s.opts.Runtime.Path, append(s.opts.Runtime.GlobalArgs(), "wait", c.id)...)
+	cmd.Stdout = w
+	started, err := s.reaper.Start(cmd)
+	w.Close()
+	if err != nil {
+		out.Close()
+		s.containerExited(c, reaper.Exit{Status: 255, At: time.Now()})
+		return
+	}
+	var res struct {
+		ExitStatus int `json:"exitStatus"`
+	}
+	derr := json.NewDecoder(out).Decode(&res)
+	out.Close()
+	e := started.Wait()
+	status := res.ExitStatus
+	if derr != nil {
+		s.opts.Log.Warn("runsc wait", "id", c.id, "err", derr, "code", e.Status)
+		status = 255
+	}
+	s.containerExited(c, reaper.Exit{Pid: c.pid, Status: status, At: time.Now()})
+}
+
+func stdioOf(io []*os.File) (in, out, errf *os.File) {
+	// childIO holds [stdin] stdout stderr, stdin only when asked for.
+	if len(io) == 3 {
+		return io[0], io[1], io[2]
+	}
+	if len(io) == 2 {
+		return nil, io[0], io[1]
+	}
+	return nil, nil, nil
 }
 
 // Delete removes a container. A created container is killed first (it never
@@ -307,11 +381,16 @@ func (s *Service) Delete(_ context.Context, req *shimv1.DeleteRequest) (*shimv1.
 	if err := s.runRuntime(func(logFile string) *exec.Cmd { return s.opts.Runtime.Delete(ctx, req.Id, true, logFile) }); err != nil && !isNotExist(err) {
 		return nil, err
 	}
+	if s.waitsThroughRuntime(c.id) && st.Status == shimv1.Status_STATUS_CREATED {
+		// Never started: no `runsc wait` watches it, and it is gone now.
+		s.containerExited(c, reaper.Exit{Status: 137, At: time.Now()})
+	}
 	select {
 	case <-c.exited:
 	case <-time.After(10 * time.Second):
 		return nil, status.Errorf(codes.DeadlineExceeded, "container %s did not exit after delete --force", req.Id)
 	}
+	c.closeChildIO()
 	c.io.Wait()
 	if c.log != nil {
 		c.log.Close()
@@ -346,7 +425,7 @@ func (s *Service) ExecSync(ctx context.Context, req *shimv1.ExecSyncRequest) (*s
 		return nil, err
 	}
 	defer os.RemoveAll(dir)
-	procFile, pidFile := filepath.Join(dir, "process.json"), filepath.Join(dir, "pid")
+	procFile, pidFile, innerPidFile := filepath.Join(dir, "process.json"), filepath.Join(dir, "pid"), filepath.Join(dir, "inner-pid")
 	if err := os.WriteFile(procFile, req.Process, 0o600); err != nil {
 		return nil, err
 	}
@@ -377,7 +456,7 @@ func (s *Service) ExecSync(ctx context.Context, req *shimv1.ExecSyncRequest) (*s
 	defer cancel()
 	started := time.Now()
 	err = s.runRuntime(func(logFile string) *exec.Cmd {
-		cmd := s.opts.Runtime.Exec(rctx, req.Id, oci.ExecOpts{ProcessFile: procFile, PidFile: pidFile, LogFile: logFile})
+		cmd := s.opts.Runtime.Exec(rctx, req.Id, oci.ExecOpts{ProcessFile: procFile, PidFile: pidFile, LogFile: logFile, InternalPidFile: innerPidFile})
 		cmd.Stdout, cmd.Stderr = outW, errW
 		return cmd
 	})
@@ -408,15 +487,25 @@ func (s *Service) ExecSync(ctx context.Context, req *shimv1.ExecSyncRequest) (*s
 		defer t.Stop()
 		timeout = t.C
 	}
+	kill := func() {
+		// In gVisor the pid is a runsc process waiting on the sandbox:
+		// the process to end is the one inside.
+		if inner, err := readPid(innerPidFile); err == nil && s.opts.Runtime.Kind() == "runsc" {
+			_ = s.runRuntime(func(logFile string) *exec.Cmd {
+				return s.opts.Runtime.KillPid(rctx, req.Id, inner, int(unix.SIGKILL), logFile)
+			})
+		}
+		_ = unix.Kill(pid, unix.SIGKILL)
+	}
 	select {
 	case code := <-exitc:
 		resp.ExitCode = int32(code)
 	case <-timeout:
-		_ = unix.Kill(pid, unix.SIGKILL)
+		kill()
 		resp.ExitCode = int32(<-exitc)
 		resp.TimedOut = true
 	case <-ctx.Done():
-		_ = unix.Kill(pid, unix.SIGKILL)
+		kill()
 		<-exitc
 		return nil, ctx.Err()
 	}

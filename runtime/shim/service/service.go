@@ -94,6 +94,19 @@ type container struct {
 	log   *crilog.Log
 	stdin *os.File // write end, kept for attach; nil without stdin
 	io    sync.WaitGroup
+	// childIO are the container's ends of its stdio, kept until `start`
+	// for runtimes that take them then.
+	childIO []*os.File
+}
+
+func (c *container) closeChildIO() {
+	c.mu.Lock()
+	io := c.childIO
+	c.childIO = nil
+	c.mu.Unlock()
+	for _, f := range io {
+		f.Close()
+	}
 }
 
 func (c *container) state() *shimv1.ContainerState {
@@ -175,6 +188,11 @@ func (s *Service) containerExited(c *container, e reaper.Exit) {
 	}
 	oom := c.memCgroup != "" && oomKilled(c.memCgroup)
 	c.mu.Lock()
+	if c.status == shimv1.Status_STATUS_STOPPED {
+		// Already recorded (a forced delete raced the runtime's wait).
+		c.mu.Unlock()
+		return
+	}
 	c.status = shimv1.Status_STATUS_STOPPED
 	c.exitCode = int32(e.Status)
 	c.finishedAt = e.At

@@ -1,0 +1,259 @@
+package e2e
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
+
+	"github.com/berthrt/berth/test/fixtures"
+	"github.com/berthrt/berth/test/harness"
+)
+
+// handlers are the OCI runtimes the lifecycle tests run on.
+var handlers = []string{"runc", "crun", "runsc"}
+
+// podConfig writes a crictl pod config and returns its path.
+func podConfig(t *testing.T, dir, name string, hostPort int) string {
+	t.Helper()
+	cfg := map[string]any{
+		"metadata":      map[string]any{"name": name, "namespace": "e2e", "uid": name + "-uid", "attempt": 0},
+		"hostname":      name,
+		"log_directory": filepath.Join(dir, "logs", name),
+		"linux":         map[string]any{},
+	}
+	if hostPort > 0 {
+		cfg["port_mappings"] = []map[string]any{{"protocol": 0, "container_port": 80, "host_port": hostPort, "host_ip": "127.0.0.1"}}
+	}
+	return writeJSON(t, filepath.Join(dir, name+"-pod.json"), cfg)
+}
+
+// ctrConfig writes a crictl container config running sh -c script.
+func ctrConfig(t *testing.T, dir, name, script string) string {
+	t.Helper()
+	return writeJSON(t, filepath.Join(dir, name+"-ctr.json"), map[string]any{
+		"metadata": map[string]any{"name": name},
+		"image":    map[string]any{"image": "busybox:1.36"},
+		"command":  []string{"sh", "-c", script},
+		"log_path": name + ".log",
+		"linux":    map[string]any{},
+	})
+}
+
+func writeJSON(t *testing.T, path string, v any) string {
+	t.Helper()
+	data, err := json.Marshal(v)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(path, data, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	return path
+}
+
+type inspect struct {
+	Status struct {
+		State      string `json:"state"`
+		ExitCode   int    `json:"exitCode"`
+		Reason     string `json:"reason"`
+		StartedAt  string `json:"startedAt"`
+		FinishedAt string `json:"finishedAt"`
+	} `json:"status"`
+	Info struct {
+		Pid int `json:"pid"`
+	} `json:"info"`
+}
+
+func inspectCtr(t *testing.T, b *harness.Berthd, id string) inspect {
+	t.Helper()
+	var in inspect
+	b.CrictlJSON(t, &in, "inspect", id)
+	return in
+}
+
+// waitState polls crictl inspect until the container reaches state.
+func waitState(t *testing.T, b *harness.Berthd, id, state string) inspect {
+	t.Helper()
+	deadline := time.Now().Add(20 * time.Second)
+	for {
+		in := inspectCtr(t, b, id)
+		if in.Status.State == state {
+			return in
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("container %s is %s, want %s", id, in.Status.State, state)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+func startBerthd(t *testing.T, handler string) *harness.Berthd {
+	t.Helper()
+	harness.RequireRoot(t)
+	reg := fixtures.Registry(t)
+	return harness.Start(t, harness.Options{Mirrors: fixtures.Mirrors(reg), DefaultRuntime: handler})
+}
+
+func TestPodLifecycle(t *testing.T) {
+	for i, handler := range handlers {
+		t.Run(handler, func(t *testing.T) {
+			b := startBerthd(t, handler)
+			dir := t.TempDir()
+			before := b.CountLeaks(t)
+			b.Crictl(t, "pull", "busybox:1.36")
+
+			port := 18480 + i
+			pod := strings.TrimSpace(b.Crictl(t, "runp", "--runtime", handler, podConfig(t, dir, "web", port)))
+			var pst struct {
+				Status struct {
+					State   string `json:"state"`
+					Network struct {
+						IP string `json:"ip"`
+					} `json:"network"`
+					RuntimeHandler string `json:"runtimeHandler"`
+				} `json:"status"`
+			}
+			b.CrictlJSON(t, &pst, "inspectp", pod)
+			if pst.Status.State != "SANDBOX_READY" || !strings.HasPrefix(pst.Status.Network.IP, "10.88.") || pst.Status.RuntimeHandler != handler {
+				t.Fatalf("pod status = %+v", pst.Status)
+			}
+
+			// A web server, reached through the pod's port mapping.
+			web := strings.TrimSpace(b.Crictl(t, "create", pod, ctrConfig(t, dir, "web",
+				"mkdir -p /www && echo hello-from-$(hostname) > /www/index.html && exec httpd -f -p 80 -h /www"), podConfig(t, dir, "web", port)))
+			b.Crictl(t, "start", web)
+			waitState(t, b, web, "CONTAINER_RUNNING")
+			body := httpGet(t, fmt.Sprintf("http://127.0.0.1:%d/", port))
+			if body != "hello-from-web\n" {
+				t.Errorf("through the port mapping: %q", body)
+			}
+
+			// One that handles SIGTERM, one that ignores it, one that ends.
+			trap := strings.TrimSpace(b.Crictl(t, "create", pod, ctrConfig(t, dir, "trap",
+				"trap 'echo got-term; exit 3' TERM; echo started; while true; do sleep 0.1; done"), podConfig(t, dir, "web", port)))
+			stubborn := strings.TrimSpace(b.Crictl(t, "create", pod, ctrConfig(t, dir, "stubborn",
+				"trap '' TERM; while true; do sleep 0.1; done"), podConfig(t, dir, "web", port)))
+			done := strings.TrimSpace(b.Crictl(t, "create", pod, ctrConfig(t, dir, "done", "echo out; echo err >&2; exit 0"), podConfig(t, dir, "web", port)))
+			for _, c := range []string{trap, stubborn, done} {
+				b.Crictl(t, "start", c)
+			}
+			out := b.Crictl(t, "ps", "-a", "-p", pod)
+			for _, c := range []string{web, trap, stubborn, done} {
+				if !strings.Contains(out, c[:13]) {
+					t.Errorf("crictl ps lacks %s:\n%s", c[:13], out)
+				}
+			}
+			in := waitState(t, b, done, "CONTAINER_EXITED")
+			if in.Status.ExitCode != 0 || in.Status.Reason != "Completed" {
+				t.Errorf("finished container: %+v", in.Status)
+			}
+			if logs := b.Crictl(t, "logs", done); !strings.Contains(logs, "out") {
+				t.Errorf("logs of done = %q", logs)
+			}
+			raw, err := os.ReadFile(filepath.Join(dir, "logs", "web", "done.log"))
+			if err != nil || !strings.Contains(string(raw), " stdout F out\n") || !strings.Contains(string(raw), " stderr F err\n") {
+				t.Errorf("CRI log file = %q, %v", raw, err)
+			}
+
+			// ExecSync: output, exit code, the container's identity.
+			client := b.Client(t)
+			resp, err := client.ExecSync(context.Background(), &runtimeapi.ExecSyncRequest{ContainerId: trap, Cmd: []string{"sh", "-c", "id -u; hostname; echo oops >&2; exit 7"}, Timeout: 10})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if resp.ExitCode != 7 || string(resp.Stdout) != "0\nweb\n" || string(resp.Stderr) != "oops\n" {
+				t.Errorf("exec = %d %q %q", resp.ExitCode, resp.Stdout, resp.Stderr)
+			}
+			// gVisor's /proc is its own and shows no host cgroups.
+			if out := b.Crictl(t, "exec", "-s", trap, "cat", "/proc/self/cgroup"); handler != "runsc" && !strings.Contains(out, trap) {
+				t.Errorf("exec does not run in the container's cgroup:\n%s", out)
+			}
+			start := time.Now()
+			_, err = client.ExecSync(context.Background(), &runtimeapi.ExecSyncRequest{ContainerId: trap, Cmd: []string{"sleep", "30"}, Timeout: 1})
+			if err == nil || !strings.Contains(err.Error(), "DeadlineExceeded") || time.Since(start) > 10*time.Second {
+				t.Errorf("exec timeout: %v after %v", err, time.Since(start))
+			}
+
+			// Stop: the trapping one exits 3 at once; the stubborn one is
+			// killed when the timeout runs out.
+			start = time.Now()
+			b.Crictl(t, "stop", "--timeout", "10", trap)
+			if d := time.Since(start); d > 5*time.Second {
+				t.Errorf("stopping a container that exits on SIGTERM took %v", d)
+			}
+			in = inspectCtr(t, b, trap)
+			if in.Status.State != "CONTAINER_EXITED" || in.Status.ExitCode != 3 || in.Status.Reason != "Error" || in.Status.FinishedAt == "" {
+				t.Errorf("trap container after stop: %+v", in.Status)
+			}
+			if logs := b.Crictl(t, "logs", trap); !strings.Contains(logs, "got-term") {
+				t.Errorf("trap logs = %q", logs)
+			}
+			start = time.Now()
+			b.Crictl(t, "stop", "--timeout", "2", stubborn)
+			if d := time.Since(start); d < 2*time.Second || d > 8*time.Second {
+				t.Errorf("stopping a container that ignores SIGTERM took %v, want the 2s timeout", d)
+			}
+			if in := inspectCtr(t, b, stubborn); in.Status.ExitCode != 137 || in.Status.State != "CONTAINER_EXITED" {
+				t.Errorf("stubborn container after stop: %+v", in.Status)
+			}
+
+			b.Crictl(t, "stopp", pod)
+			b.Crictl(t, "stopp", pod) // again: nothing to do, no error
+			b.CrictlJSON(t, &pst, "inspectp", pod)
+			if pst.Status.State != "SANDBOX_NOTREADY" {
+				t.Errorf("after stopp: %s", pst.Status.State)
+			}
+			b.Crictl(t, "rmp", pod)
+			if out := b.Crictl(t, "pods", "-q"); strings.TrimSpace(out) != "" {
+				t.Errorf("pods after rmp: %q", out)
+			}
+			if out := b.Crictl(t, "ps", "-a", "-q"); strings.TrimSpace(out) != "" {
+				t.Errorf("containers after rmp: %q", out)
+			}
+			waitNoLeaks(t, b, before)
+		})
+	}
+}
+
+// waitNoLeaks checks that the host holds what it held before (shims take
+// a moment to exit after they were told to).
+func waitNoLeaks(t *testing.T, b *harness.Berthd, before harness.Leaks) {
+	t.Helper()
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		after := b.CountLeaks(t)
+		if after == before {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("left behind: before %+v, after %+v", before, after)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+func httpGet(t *testing.T, url string) string {
+	t.Helper()
+	var lastErr error
+	for range 50 {
+		resp, err := http.Get(url)
+		if err == nil {
+			body, _ := io.ReadAll(resp.Body)
+			resp.Body.Close()
+			return string(body)
+		}
+		lastErr = err
+		time.Sleep(100 * time.Millisecond)
+	}
+	t.Fatalf("GET %s: %v", url, lastErr)
+	return ""
+}
