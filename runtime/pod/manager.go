@@ -236,5 +236,3 @@ func specRuntime(h *oci.Handler) spec.Runtime {
 	}
 	return rt
 }
-
-

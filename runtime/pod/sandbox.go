@@ -58,8 +58,8 @@ type sandbox struct {
 	// pauseExited is closed when the sandbox container's exit is known.
 	pauseExited chan struct{}
 	// stopping is set while StopPodSandbox ends the pod on purpose.
-	stopping bool
-	pauseOnce   sync.Once
+	stopping  bool
+	pauseOnce sync.Once
 }
 
 func (sb *sandbox) snapshot() sandboxRecord {

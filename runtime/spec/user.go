@@ -15,10 +15,10 @@ import (
 
 // User is a resolved process identity.
 type User struct {
-	UID, GID           uint32
-	AdditionalGids     []uint32
-	Home               string
-	Username           string // empty when not in /etc/passwd
+	UID, GID       uint32
+	AdditionalGids []uint32
+	Home           string
+	Username       string // empty when not in /etc/passwd
 }
 
 // UserRequest is what the image and the CRI ask for.

@@ -97,4 +97,3 @@ func TestSigtermFinishesCallsAndKeepsPods(t *testing.T) {
 	}
 	b.Crictl(t, "rmp", "-f", pod)
 }
-

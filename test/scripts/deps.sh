@@ -46,4 +46,12 @@ fi
 
 if [ "$want" = test ]; then
 	[ -x "$GOBIN/crictl" ] || go install sigs.k8s.io/cri-tools/cmd/crictl@v1.37.0
+	# critest is a test binary: build it in a scratch module.
+	if [ ! -x "$GOBIN/critest" ]; then
+		scratch=$(mktemp -d)
+		(cd "$scratch" && go mod init critest-build >/dev/null 2>&1 &&
+			go get -t sigs.k8s.io/cri-tools/cmd/critest@v1.37.0 >/dev/null 2>&1 &&
+			go test -c -o "$GOBIN/critest" sigs.k8s.io/cri-tools/cmd/critest)
+		rm -rf "$scratch"
+	fi
 fi
