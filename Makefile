@@ -54,8 +54,12 @@ protos:
 	buf generate
 	@git diff --exit-code -- proto/ || { echo "make protos changed the generated code: commit it"; exit 1; }
 
-critest:
-	@echo "make critest: the CRI validation suite is not wired up yet (issue 4)"; exit 1
+# The CRI validation suite against a fresh berthd whose default handler is
+# $(HANDLER); summary in _output/critest/$(HANDLER).md.
+critest: build
+	@[ "$$(id -u)" = 0 ] || { echo "critest needs root"; exit 1; }
+	@command -v critest >/dev/null || test/scripts/deps.sh test
+	cd test/critest && BERTH_BIN=$(BIN) go test -count=1 -timeout 100m -run TestCritest . -args -handler=$(HANDLER) -results=$(CURDIR)/_output/critest $(if $(FOCUS),-focus='$(FOCUS)')
 
 bench:
 	@echo "make bench: the benchmark against containerd is not built yet (issue 7)"; exit 1

@@ -47,6 +47,8 @@ type Pods interface {
 type RuntimeService struct {
 	runtimeapi.UnimplementedRuntimeServiceServer
 	Pods         Pods
+	Streams      Streams
+	Streaming    *Streaming
 	CgroupDriver string // "cgroupfs" or "systemd"
 	Log          *slog.Logger
 }

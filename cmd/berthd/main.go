@@ -3,6 +3,7 @@ package main
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"flag"
 	"fmt"
@@ -144,6 +145,10 @@ func serve(cfg *config.Config, f flags, log *slog.Logger) error {
 			log.Info("runtime handler", "handler", h.Handler, "path", h.Path, "version", h.Info.Version, "oci", h.Info.SpecVersion)
 		}
 	}
+	tlsCfg, err := streamingTLS(cfg)
+	if err != nil {
+		return err
+	}
 	shimBin, err := shimBinary(cfg)
 	if err != nil {
 		return err
@@ -156,13 +161,21 @@ func serve(cfg *config.Config, f flags, log *slog.Logger) error {
 		return err
 	}
 
+	stream, err := server.NewStreaming(server.StreamingOptions{Addr: cfg.Streaming.Address, IdleTimeout: cfg.Streaming.IdleTimeout.Duration, TLS: tlsCfg}, pods)
+	if err != nil {
+		return err
+	}
+	defer stream.Close()
+	go stream.Serve(log)
+	log.Info("streaming server", "address", stream.Addr(), "tls", tlsCfg != nil)
+
 	ic := server.Interceptors{Log: log}
 	srv := grpc.NewServer(
 		grpc.ChainUnaryInterceptor(ic.Unary),
 		grpc.ChainStreamInterceptor(ic.Stream),
 		grpc.MaxRecvMsgSize(16<<20), grpc.MaxSendMsgSize(16<<20),
 	)
-	runtimeapi.RegisterRuntimeServiceServer(srv, &server.RuntimeService{Pods: pods, CgroupDriver: cfg.CgroupDriver, Log: log})
+	runtimeapi.RegisterRuntimeServiceServer(srv, &server.RuntimeService{Pods: pods, Streams: pods, Streaming: stream, CgroupDriver: cfg.CgroupDriver, Log: log})
 	runtimeapi.RegisterImageServiceServer(srv, &server.ImageService{Images: images, Log: log})
 
 	lis, err := listen(cfg.Socket)
@@ -250,4 +263,16 @@ func shimBinary(cfg *config.Config) (string, error) {
 		return "", fmt.Errorf("berth-shim not found next to berthd or in $PATH (set shim_path): %w", err)
 	}
 	return p, nil
+}
+
+// streamingTLS loads the streaming server's certificate, if configured.
+func streamingTLS(cfg *config.Config) (*tls.Config, error) {
+	if cfg.Streaming.TLSCert == "" {
+		return nil, nil
+	}
+	cert, err := tls.LoadX509KeyPair(cfg.Streaming.TLSCert, cfg.Streaming.TLSKey)
+	if err != nil {
+		return nil, fmt.Errorf("streaming TLS: %w", err)
+	}
+	return &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12}, nil
 }

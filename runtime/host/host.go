@@ -94,20 +94,26 @@ func OOMScoreAdjFloor() int {
 // ClampOOMScoreAdj raises v to the floor.
 func ClampOOMScoreAdj(v, floor int) int { return max(v, floor) }
 
-func hasCap(c int) bool {
+func hasCap(c int) bool { return capMask("CapEff:")&(1<<uint(c)) != 0 }
+
+// BoundingSet is this process's capability bounding set: the most any
+// container it starts can get.
+func BoundingSet() uint64 { return capMask("CapBnd:") }
+
+func capMask(field string) uint64 {
 	f, err := os.Open("/proc/self/status")
 	if err != nil {
-		return false
+		return 0
 	}
 	defer f.Close()
 	sc := bufio.NewScanner(f)
 	for sc.Scan() {
-		if v, ok := strings.CutPrefix(sc.Text(), "CapEff:"); ok {
-			mask, err := strconv.ParseUint(strings.TrimSpace(v), 16, 64)
-			return err == nil && mask&(1<<uint(c)) != 0
+		if v, ok := strings.CutPrefix(sc.Text(), field); ok {
+			mask, _ := strconv.ParseUint(strings.TrimSpace(v), 16, 64)
+			return mask
 		}
 	}
-	return false
+	return 0
 }
 
 // Overlayfs reports whether the kernel supports overlayfs (already loaded

@@ -373,6 +373,10 @@ func TestRemoveSemantics(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	// An image volume of the same container holds them too, and goes with it.
+	if _, err := e.s.Lease("ctr/volume/0", sib.ID); err != nil {
+		t.Fatal(err)
+	}
 	if err := e.s.Remove(sib.ID); err != nil {
 		t.Fatal(err)
 	}

@@ -480,13 +480,21 @@ func (s *Store) Lease(owner, id string) ([]string, error) {
 	return dirs, err
 }
 
-// Release drops owner's lease; its layers go with the next collection if
-// no image uses them any more.
+// Release drops owner's lease and those of "owner/..." (a container's
+// image volumes); their layers go with the next collection if no image
+// uses them any more.
 func (s *Store) Release(owner string) error {
 	var had bool
 	err := s.db.Update(func(tx *store.Tx) error {
-		had = tx.Has(bucketLeases, owner)
-		return tx.Delete(bucketLeases, owner)
+		for _, k := range tx.Keys(bucketLeases) {
+			if k == owner || strings.HasPrefix(k, owner+"/") {
+				had = true
+				if err := tx.Delete(bucketLeases, k); err != nil {
+					return err
+				}
+			}
+		}
+		return nil
 	})
 	if err != nil || !had {
 		return err

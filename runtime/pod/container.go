@@ -50,6 +50,8 @@ type containerRecord struct {
 	Groups     []int64 `json:"groups,omitempty"`
 	// Resources as last set (UpdateContainerResources changes them).
 	Resources []byte `json:"resources,omitempty"` // LinuxContainerResources, protobuf
+	// VolumeRefs are the image IDs of image volumes, by container path.
+	VolumeRefs map[string]string `json:"volumeRefs,omitempty"`
 }
 
 // container is a container in memory.
@@ -156,7 +158,12 @@ func (m *Manager) CreateContainer(ctx context.Context, podID string, cfg *runtim
 	if err := mountRootfs(lowers, rw, rootfs); err != nil {
 		return "", err
 	}
-	in := spec.Container{ID: id, Config: cfg, Image: imgCfg, ImageName: imageName, Rootfs: rootfs}
+	volumes, volumeRefs, releaseVolumes, err := m.mountImageVolumes(id, bundle, cfg)
+	if err != nil {
+		return "", err
+	}
+	u.add(releaseVolumes)
+	in := spec.Container{ID: id, Config: cfg, Image: imgCfg, ImageName: imageName, Rootfs: rootfs, ImageVolumes: volumes}
 	if ns := cfg.GetLinux().GetSecurityContext().GetNamespaceOptions(); ns.GetPid() == runtimeapi.NamespaceMode_TARGET {
 		target, err := m.getContainer(ns.GetTargetId())
 		if err != nil {
@@ -199,6 +206,7 @@ func (m *Manager) CreateContainer(ctx context.Context, podID string, cfg *runtim
 	if r := cfg.GetLinux().GetResources(); r != nil {
 		c.rec.Resources, _ = proto.Marshal(r)
 	}
+	c.rec.VolumeRefs = volumeRefs
 	c.mu.Unlock()
 	if err := m.saveContainer(c); err != nil {
 		_, _ = client.Delete(context.WithoutCancel(ctx), &shimv1.DeleteRequest{Id: id, Force: true})
@@ -271,6 +279,9 @@ func (m *Manager) StartContainer(ctx context.Context, id string) error {
 // seconds, then SIGKILL (at once for timeout 0).
 func (m *Manager) StopContainer(ctx context.Context, id string, timeout int64) error {
 	c, err := m.getContainer(id)
+	if errdefs.IsNotFound(err) {
+		return nil // idempotent, as the kubelet expects
+	}
 	if err != nil {
 		return err
 	}
@@ -460,7 +471,7 @@ func (m *Manager) ContainerStatus(ctx context.Context, id string, verbose bool) 
 		Message:     rec.Message,
 		Labels:      c.cfg.GetLabels(),
 		Annotations: c.cfg.GetAnnotations(),
-		Mounts:      c.cfg.GetMounts(),
+		Mounts:      statusMounts(c.cfg.GetMounts(), rec.VolumeRefs),
 		LogPath:     rec.LogPath,
 		User:        &runtimeapi.ContainerUser{Linux: &runtimeapi.LinuxContainerUser{Uid: rec.UID, Gid: rec.GID, SupplementalGroups: rec.Groups}},
 		StopSignal:  c.cfg.GetStopSignal(),
@@ -554,4 +565,20 @@ func (m *Manager) ExecSync(ctx context.Context, id string, cmd []string, timeout
 		return resp.Stdout, resp.Stderr, resp.ExitCode, fmt.Errorf("command %q timed out after %s: %w", strings.Join(cmd, " "), timeout, errdefs.ErrDeadlineExceeded)
 	}
 	return resp.Stdout, resp.Stderr, resp.ExitCode, nil
+}
+
+// statusMounts reports the mounts with each image volume's image ID.
+func statusMounts(mounts []*runtimeapi.Mount, refs map[string]string) []*runtimeapi.Mount {
+	if len(refs) == 0 {
+		return mounts
+	}
+	out := make([]*runtimeapi.Mount, len(mounts))
+	for i, mnt := range mounts {
+		if ref, ok := refs[filepath.Clean(mnt.ContainerPath)]; ok && mnt.GetImage() != nil {
+			mnt = proto.Clone(mnt).(*runtimeapi.Mount)
+			mnt.Image.ImageRef = ref
+		}
+		out[i] = mnt
+	}
+	return out
 }

@@ -95,7 +95,7 @@ func New(ctx context.Context, opts Options) (*Manager, error) {
 	if m.logLevel == "" {
 		m.logLevel = "info"
 	}
-	m.host = spec.Host{CgroupDriver: m.cfg.CgroupDriver, CgroupMode: host.Cgroups(), OOMFloor: m.oomFloor}
+	m.host = spec.Host{CgroupDriver: m.cfg.CgroupDriver, CgroupMode: host.Cgroups(), OOMFloor: m.oomFloor, Bounding: host.BoundingSet()}
 	for _, d := range []string{m.podsDir(), m.ctrStateDir(), m.ctrRootDir(), m.netnsDir(), m.shimSockDir()} {
 		if err := os.MkdirAll(d, 0o711); err != nil {
 			return nil, err

@@ -341,6 +341,10 @@ func (m *Manager) stopShim(sb *sandbox) {
 // tears the network down once. Stopping a stopped pod does nothing.
 func (m *Manager) StopPodSandbox(ctx context.Context, id string) error {
 	sb, err := m.getSandbox(id)
+	if errdefs.IsNotFound(err) {
+		// Everything of a pod that is not there is reclaimed already.
+		return nil
+	}
 	if err != nil {
 		return err
 	}

@@ -12,8 +12,9 @@ var defaultCaps = []string{
 	"CAP_NET_BIND_SERVICE", "CAP_SYS_CHROOT", "CAP_KILL", "CAP_AUDIT_WRITE",
 }
 
-// allCaps are every capability Linux has (for privileged containers and
-// "ALL").
+// allCaps are every capability Linux has, by number (for privileged
+// containers and "ALL"; what a node grants is the part of them in its
+// bounding set).
 var allCaps = []string{
 	"CAP_CHOWN", "CAP_DAC_OVERRIDE", "CAP_DAC_READ_SEARCH", "CAP_FOWNER", "CAP_FSETID",
 	"CAP_KILL", "CAP_SETGID", "CAP_SETUID", "CAP_SETPCAP", "CAP_LINUX_IMMUTABLE",
@@ -24,6 +25,20 @@ var allCaps = []string{
 	"CAP_AUDIT_WRITE", "CAP_AUDIT_CONTROL", "CAP_SETFCAP", "CAP_MAC_OVERRIDE",
 	"CAP_MAC_ADMIN", "CAP_SYSLOG", "CAP_WAKE_ALARM", "CAP_BLOCK_SUSPEND", "CAP_AUDIT_READ",
 	"CAP_PERFMON", "CAP_BPF", "CAP_CHECKPOINT_RESTORE",
+}
+
+// withinBounding keeps the capabilities the node can grant: a runtime
+// cannot give a container more than it holds itself.
+func withinBounding(caps []string, bounding uint64) []string {
+	var out []string
+	for _, c := range caps {
+		for i, name := range allCaps {
+			if name == c && bounding&(1<<uint(i)) != 0 {
+				out = append(out, c)
+			}
+		}
+	}
+	return out
 }
 
 // defaultMaskedPaths and defaultReadonlyPaths apply when the CRI request

@@ -49,6 +49,8 @@ type Host struct {
 	CgroupDriver string // cgroupfs or systemd
 	CgroupMode   host.CgroupMode
 	OOMFloor     int
+	// Bounding is the node's capability bounding set (bit n: capability n).
+	Bounding uint64
 }
 
 // Pod is the sandbox a spec is for.
@@ -156,7 +158,7 @@ func Sandbox(rt Runtime, h Host, p *Pod, img *v1.ConfigFile, rootfs string) (*sp
 		s.Process.User.GID = uint32(sc.GetRunAsGroup().GetValue())
 	}
 	if sc.GetPrivileged() {
-		s.Process.Capabilities = capSet(allCaps, nil)
+		s.Process.Capabilities = capSet(withinBounding(allCaps, h.Bounding), nil)
 		s.Linux.MaskedPaths, s.Linux.ReadonlyPaths = nil, nil
 	}
 	s.Linux.Namespaces = []specs.LinuxNamespace{{Type: specs.MountNamespace}}
@@ -214,6 +216,9 @@ type Container struct {
 	// TargetPid is the init of the container whose PID namespace this one
 	// joins (NamespaceMode TARGET).
 	TargetPid int
+	// ImageVolumes are the mounted image volumes' host directories, by
+	// container path.
+	ImageVolumes map[string]string
 }
 
 // ForContainer builds the spec of an app container and returns the user it
@@ -281,10 +286,10 @@ func ForContainer(rt Runtime, h Host, p *Pod, c Container) (*specs.Spec, *User, 
 	}
 
 	caps := containerCaps(sc)
-	s.Process.Capabilities = capSet(caps, ambientCaps(sc))
 	if privileged {
-		s.Process.Capabilities = capSet(allCaps, ambientCaps(sc))
+		caps = allCaps
 	}
+	s.Process.Capabilities = capSet(withinBounding(caps, h.Bounding), withinBounding(ambientCaps(sc), h.Bounding))
 	if r := cfg.GetLinux().GetResources(); r != nil {
 		s.Process.OOMScoreAdj = ptr(host.ClampOOMScoreAdj(int(r.OomScoreAdj), h.OOMFloor))
 		s.Linux.Resources = Resources(h, r, s.Linux.Resources)
@@ -301,7 +306,7 @@ func ForContainer(rt Runtime, h Host, p *Pod, c Container) (*specs.Spec, *User, 
 	if err := addDevices(s, cfg.GetDevices(), privileged); err != nil {
 		return nil, nil, err
 	}
-	if err := addMounts(rt, s, p, cfg, privileged); err != nil {
+	if err := addMounts(rt, s, p, cfg, c.ImageVolumes, privileged); err != nil {
 		return nil, nil, err
 	}
 	sec, err := seccompFor(sc.GetSeccomp(), sc.GetSeccompProfilePath(), privileged, s)
@@ -518,7 +523,7 @@ func hostDevices(dir string) ([]specs.LinuxDevice, error) {
 	return out, err
 }
 
-func addMounts(rt Runtime, s *specs.Spec, p *Pod, cfg *runtimeapi.ContainerConfig, privileged bool) error {
+func addMounts(rt Runtime, s *specs.Spec, p *Pod, cfg *runtimeapi.ContainerConfig, volumes map[string]string, privileged bool) error {
 	mounts := baseMounts()
 	if privileged {
 		for i := range mounts {
@@ -556,12 +561,18 @@ func addMounts(rt Runtime, s *specs.Spec, p *Pod, cfg *runtimeapi.ContainerConfi
 
 	propagation := ""
 	for _, m := range cfg.GetMounts() {
-		if m.GetImage().GetImage() != "" {
-			return errdefs.InvalidArgument("image volume mounts are not supported (mount %s)", m.ContainerPath)
-		}
 		dst := path.Clean(m.ContainerPath)
 		if !path.IsAbs(dst) {
 			return errdefs.InvalidArgument("mount destination %q is not absolute", m.ContainerPath)
+		}
+		if m.GetImage().GetImage() != "" {
+			src, ok := volumes[dst]
+			if !ok {
+				return errdefs.InvalidArgument("image volume %s is not mounted", dst)
+			}
+			mounts = slices.DeleteFunc(mounts, func(x specs.Mount) bool { return x.Destination == dst })
+			mounts = append(mounts, specs.Mount{Destination: dst, Type: "bind", Source: src, Options: []string{"rbind", "rprivate", "ro", "nosuid", "nodev"}})
+			continue
 		}
 		if m.HostPath == "" {
 			return errdefs.InvalidArgument("mount %s has no host path", dst)

@@ -139,7 +139,7 @@ type fixture struct {
 func newFixture(t *testing.T) *fixture {
 	return &fixture{
 		rt: Runtime{Kind: "runc", OCIVersion: "1.0.2-dev", Annotations: map[string]string{"handler/x": "1"}},
-		h:  Host{CgroupDriver: "cgroupfs", CgroupMode: host.CgroupV1, OOMFloor: 0},
+		h:  Host{CgroupDriver: "cgroupfs", CgroupMode: host.CgroupV1, OOMFloor: 0, Bounding: 1<<41 - 1},
 		pod: &Pod{
 			ID: "pod1", NetNS: "/run/berth/netns/pod1", PausePid: 4242,
 			Config: &runtimeapi.PodSandboxConfig{
@@ -272,6 +272,12 @@ func TestContainerSpecSecurity(t *testing.T) {
 	}
 	if s.Linux.Seccomp != nil || len(s.Linux.MaskedPaths) != 0 || len(s.Process.Capabilities.Bounding) != len(allCaps) {
 		t.Error("privileged container is still confined")
+	}
+	// A node without CAP_SYS_RESOURCE (24) cannot grant it.
+	f.h.Bounding &^= 1 << 24
+	s, _, err = f.container(t, sc(&runtimeapi.LinuxContainerSecurityContext{Privileged: true}))
+	if err != nil || slices.Contains(s.Process.Capabilities.Bounding, "CAP_SYS_RESOURCE") || len(s.Process.Capabilities.Bounding) != len(allCaps)-1 {
+		t.Errorf("privileged caps on a node without CAP_SYS_RESOURCE: %v %v", s.Process.Capabilities.Bounding, err)
 	}
 	if m := mountAt(s, "/sys"); m == nil || slices.Contains(m.Options, "ro") {
 		t.Errorf("privileged /sys = %+v", m)

@@ -186,6 +186,15 @@ type File struct {
 // Layer builds a gzip-compressed layer from files.
 func Layer(t testing.TB, files ...File) v1.Layer {
 	t.Helper()
+	l, err := BuildLayer(files...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return l
+}
+
+// BuildLayer is Layer for callers without a test (cached fixtures).
+func BuildLayer(files ...File) (v1.Layer, error) {
 	var buf bytes.Buffer
 	tw := tar.NewWriter(&buf)
 	for _, f := range files {
@@ -204,23 +213,19 @@ func Layer(t testing.TB, files ...File) v1.Layer {
 			hdr.Size = int64(len(f.Body))
 		}
 		if err := tw.WriteHeader(hdr); err != nil {
-			t.Fatal(err)
+			return nil, err
 		}
 		if _, err := io.WriteString(tw, f.Body); err != nil {
-			t.Fatal(err)
+			return nil, err
 		}
 	}
 	if err := tw.Close(); err != nil {
-		t.Fatal(err)
+		return nil, err
 	}
 	data := buf.Bytes()
-	l, err := tarball.LayerFromOpener(func() (io.ReadCloser, error) {
+	return tarball.LayerFromOpener(func() (io.ReadCloser, error) {
 		return io.NopCloser(bytes.NewReader(data)), nil
 	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	return l
 }
 
 // Image builds a linux/amd64 image (Docker schema 2 media types unless oci)

@@ -24,6 +24,7 @@ import (
 	shimv1 "github.com/berthrt/berth/proto/berth/shim/v1"
 	"github.com/berthrt/berth/runtime/oci"
 	"github.com/berthrt/berth/runtime/shim/crilog"
+	"github.com/berthrt/berth/runtime/shim/frame"
 	"github.com/berthrt/berth/runtime/shim/reaper"
 )
 
@@ -101,7 +102,7 @@ func (s *Service) Create(_ context.Context, req *shimv1.CreateRequest) (*shimv1.
 		return nil, status.Errorf(codes.AlreadyExists, "container %q exists", req.Id)
 	}
 	// Reserve the id while the runtime works.
-	c := &container{id: req.Id, bundle: req.Bundle, memCgroup: req.MemoryCgroup, terminal: req.Terminal, exited: make(chan struct{})}
+	c := &container{id: req.Id, bundle: req.Bundle, memCgroup: req.MemoryCgroup, terminal: req.Terminal, stdinOnce: req.StdinOnce, exited: make(chan struct{})}
 	s.containers[req.Id] = c
 	s.mu.Unlock()
 	st, err := s.create(c, req)
@@ -201,6 +202,7 @@ func (s *Service) create(c *container, req *shimv1.CreateRequest) (_ *shimv1.Con
 			return nil, fmt.Errorf("terminal: %w", err)
 		}
 		readers = append(readers, master)
+		c.console = master
 		if req.Stdin {
 			// The terminal is both ends: input goes to the master.
 			c.stdin.Close()
@@ -208,16 +210,21 @@ func (s *Service) create(c *container, req *shimv1.CreateRequest) (_ *shimv1.Con
 		}
 	}
 	c.log = log
-	streams := []string{"stdout", "stderr"}
+	streams := []struct {
+		name string
+		typ  byte
+	}{{"stdout", frame.Stdout}, {"stderr", frame.Stderr}}
 	for i, r := range readers {
 		c.io.Add(1)
-		go func(stream string, r *os.File) {
+		go func(name string, typ byte, r *os.File) {
 			defer c.io.Done()
 			defer r.Close()
-			if err := log.Copy(stream, r); err != nil && !errors.Is(err, unix.EIO) {
-				s.opts.Log.Debug("copy output", "id", c.id, "stream", stream, "err", err)
+			// The log gets every line; attached clients get what comes
+			// while they are there.
+			if err := log.Copy(name, io.TeeReader(r, c.tee(typ))); err != nil && !errors.Is(err, unix.EIO) {
+				s.opts.Log.Debug("copy output", "id", c.id, "stream", name, "err", err)
 			}
-		}(streams[i], r)
+		}(streams[i].name, streams[i].typ, r)
 	}
 
 	c.mu.Lock()
@@ -409,119 +416,6 @@ func (s *Service) Delete(_ context.Context, req *shimv1.DeleteRequest) (*shimv1.
 func isNotExist(err error) bool {
 	msg := err.Error()
 	return strings.Contains(msg, "does not exist") || strings.Contains(msg, "not exist") || strings.Contains(msg, "not found")
-}
-
-// ExecSync runs a process in a running container and returns its output.
-func (s *Service) ExecSync(ctx context.Context, req *shimv1.ExecSyncRequest) (*shimv1.ExecSyncResponse, error) {
-	c, err := s.get(req.Id)
-	if err != nil {
-		return nil, err
-	}
-	if st := c.state(); st.Status != shimv1.Status_STATUS_RUNNING {
-		return nil, status.Errorf(codes.FailedPrecondition, "container %s is not running", req.Id)
-	}
-	dir, err := os.MkdirTemp(s.opts.StateDir, "exec-")
-	if err != nil {
-		return nil, err
-	}
-	defer os.RemoveAll(dir)
-	procFile, pidFile, innerPidFile := filepath.Join(dir, "process.json"), filepath.Join(dir, "pid"), filepath.Join(dir, "inner-pid")
-	if err := os.WriteFile(procFile, req.Process, 0o600); err != nil {
-		return nil, err
-	}
-	outR, outW, err := os.Pipe()
-	if err != nil {
-		return nil, err
-	}
-	errR, errW, err := os.Pipe()
-	if err != nil {
-		outR.Close()
-		outW.Close()
-		return nil, err
-	}
-	limit := req.MaxOutput
-	if limit <= 0 {
-		limit = 16 << 20
-	}
-	var stdout, stderr cappedBuffer
-	stdout.limit, stderr.limit = limit, limit
-	var copies sync.WaitGroup
-	copies.Add(2)
-	go func() { defer copies.Done(); _, _ = io.Copy(&stdout, outR) }()
-	go func() { defer copies.Done(); _, _ = io.Copy(&stderr, errR) }()
-	defer outR.Close()
-	defer errR.Close()
-
-	rctx, cancel := runtimeCtx()
-	defer cancel()
-	started := time.Now()
-	err = s.runRuntime(func(logFile string) *exec.Cmd {
-		cmd := s.opts.Runtime.Exec(rctx, req.Id, oci.ExecOpts{ProcessFile: procFile, PidFile: pidFile, LogFile: logFile, InternalPidFile: innerPidFile})
-		cmd.Stdout, cmd.Stderr = outW, errW
-		return cmd
-	})
-	outW.Close()
-	errW.Close()
-	if err != nil {
-		return nil, err
-	}
-	pid, err := readPid(pidFile)
-	if err != nil {
-		return nil, err
-	}
-	exitc := make(chan int, 1)
-	s.mu.Lock()
-	if e, ok := s.takeEarly(pid, started); ok {
-		exitc <- e.Status
-	} else {
-		ch := make(chan reaper.Exit, 1)
-		s.execs[pid] = ch
-		go func() { exitc <- (<-ch).Status }()
-	}
-	s.mu.Unlock()
-
-	resp := &shimv1.ExecSyncResponse{}
-	var timeout <-chan time.Time
-	if req.TimeoutNs > 0 {
-		t := time.NewTimer(time.Duration(req.TimeoutNs))
-		defer t.Stop()
-		timeout = t.C
-	}
-	kill := func() {
-		// In gVisor the pid is a runsc process waiting on the sandbox:
-		// the process to end is the one inside.
-		if inner, err := readPid(innerPidFile); err == nil && s.opts.Runtime.Kind() == "runsc" {
-			_ = s.runRuntime(func(logFile string) *exec.Cmd {
-				return s.opts.Runtime.KillPid(rctx, req.Id, inner, int(unix.SIGKILL), logFile)
-			})
-		}
-		_ = unix.Kill(pid, unix.SIGKILL)
-	}
-	select {
-	case code := <-exitc:
-		resp.ExitCode = int32(code)
-	case <-timeout:
-		kill()
-		resp.ExitCode = int32(<-exitc)
-		resp.TimedOut = true
-	case <-ctx.Done():
-		kill()
-		<-exitc
-		return nil, ctx.Err()
-	}
-	// Children of the process may keep the pipes open; do not wait for
-	// them long.
-	done := make(chan struct{})
-	go func() { copies.Wait(); close(done) }()
-	select {
-	case <-done:
-	case <-time.After(time.Second):
-		outR.Close()
-		errR.Close()
-		<-done
-	}
-	resp.Stdout, resp.Stderr = stdout.Bytes(), stderr.Bytes()
-	return resp, nil
 }
 
 // cappedBuffer keeps the first limit bytes written and drops the rest.

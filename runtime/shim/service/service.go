@@ -6,10 +6,12 @@
 package service
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"os"
 	"os/exec"
@@ -93,10 +95,61 @@ type container struct {
 
 	log   *crilog.Log
 	stdin *os.File // write end, kept for attach; nil without stdin
-	io    sync.WaitGroup
+	// stdinOnce closes stdin when the first attach closes it.
+	stdinOnce bool
+	// console is the terminal's master, for resizes; nil without one.
+	console *os.File
+	// attached receive the container's output as frames.
+	attached map[chan frameMsg]struct{}
+	io       sync.WaitGroup
 	// childIO are the container's ends of its stdio, kept until `start`
 	// for runtimes that take them then.
 	childIO []*os.File
+}
+
+// frameMsg is output on its way to an attached client.
+type frameMsg struct {
+	typ  byte
+	data []byte
+}
+
+// tee returns a writer that copies a stream's output to attached clients.
+func (c *container) tee(typ byte) io.Writer { return teeWriter{c, typ} }
+
+type teeWriter struct {
+	c   *container
+	typ byte
+}
+
+func (t teeWriter) Write(p []byte) (int, error) {
+	t.c.mu.Lock()
+	defer t.c.mu.Unlock()
+	for ch := range t.c.attached {
+		select {
+		case ch <- frameMsg{t.typ, bytes.Clone(p)}:
+		default:
+			// A client that does not keep up loses output; the container
+			// never waits for it.
+		}
+	}
+	return len(p), nil
+}
+
+func (c *container) subscribe() chan frameMsg {
+	ch := make(chan frameMsg, 256)
+	c.mu.Lock()
+	if c.attached == nil {
+		c.attached = map[chan frameMsg]struct{}{}
+	}
+	c.attached[ch] = struct{}{}
+	c.mu.Unlock()
+	return ch
+}
+
+func (c *container) unsubscribe(ch chan frameMsg) {
+	c.mu.Lock()
+	delete(c.attached, ch)
+	c.mu.Unlock()
 }
 
 func (c *container) closeChildIO() {

@@ -717,6 +717,167 @@ func (x *ExecSyncResponse) GetTimedOut() bool {
 	return false
 }
 
+// A session socket carries frames: one type byte, a big-endian uint32
+// length, the payload. To the shim: 'i' stdin data, 'c' stdin closed,
+// 'r' terminal resize (uint16 width, uint16 height). From the shim:
+// 'o' stdout, 'e' stderr, 'x' exit (int32 code), after which it closes.
+type ExecRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	Id    string                 `protobuf:"bytes,1,opt,name=id,proto3" json:"id,omitempty"`
+	// OCI process (JSON); its terminal field says whether to allocate one.
+	Process       []byte `protobuf:"bytes,2,opt,name=process,proto3" json:"process,omitempty"`
+	Stdin         bool   `protobuf:"varint,3,opt,name=stdin,proto3" json:"stdin,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ExecRequest) Reset() {
+	*x = ExecRequest{}
+	mi := &file_berth_shim_v1_shim_proto_msgTypes[10]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ExecRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ExecRequest) ProtoMessage() {}
+
+func (x *ExecRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_berth_shim_v1_shim_proto_msgTypes[10]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ExecRequest.ProtoReflect.Descriptor instead.
+func (*ExecRequest) Descriptor() ([]byte, []int) {
+	return file_berth_shim_v1_shim_proto_rawDescGZIP(), []int{10}
+}
+
+func (x *ExecRequest) GetId() string {
+	if x != nil {
+		return x.Id
+	}
+	return ""
+}
+
+func (x *ExecRequest) GetProcess() []byte {
+	if x != nil {
+		return x.Process
+	}
+	return nil
+}
+
+func (x *ExecRequest) GetStdin() bool {
+	if x != nil {
+		return x.Stdin
+	}
+	return false
+}
+
+type AttachRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Id            string                 `protobuf:"bytes,1,opt,name=id,proto3" json:"id,omitempty"`
+	Stdin         bool                   `protobuf:"varint,2,opt,name=stdin,proto3" json:"stdin,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *AttachRequest) Reset() {
+	*x = AttachRequest{}
+	mi := &file_berth_shim_v1_shim_proto_msgTypes[11]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *AttachRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*AttachRequest) ProtoMessage() {}
+
+func (x *AttachRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_berth_shim_v1_shim_proto_msgTypes[11]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use AttachRequest.ProtoReflect.Descriptor instead.
+func (*AttachRequest) Descriptor() ([]byte, []int) {
+	return file_berth_shim_v1_shim_proto_rawDescGZIP(), []int{11}
+}
+
+func (x *AttachRequest) GetId() string {
+	if x != nil {
+		return x.Id
+	}
+	return ""
+}
+
+func (x *AttachRequest) GetStdin() bool {
+	if x != nil {
+		return x.Stdin
+	}
+	return false
+}
+
+type SessionResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Socket        string                 `protobuf:"bytes,1,opt,name=socket,proto3" json:"socket,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *SessionResponse) Reset() {
+	*x = SessionResponse{}
+	mi := &file_berth_shim_v1_shim_proto_msgTypes[12]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *SessionResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*SessionResponse) ProtoMessage() {}
+
+func (x *SessionResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_berth_shim_v1_shim_proto_msgTypes[12]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use SessionResponse.ProtoReflect.Descriptor instead.
+func (*SessionResponse) Descriptor() ([]byte, []int) {
+	return file_berth_shim_v1_shim_proto_rawDescGZIP(), []int{12}
+}
+
+func (x *SessionResponse) GetSocket() string {
+	if x != nil {
+		return x.Socket
+	}
+	return ""
+}
+
 type UpdateRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	Id    string                 `protobuf:"bytes,1,opt,name=id,proto3" json:"id,omitempty"`
@@ -728,7 +889,7 @@ type UpdateRequest struct {
 
 func (x *UpdateRequest) Reset() {
 	*x = UpdateRequest{}
-	mi := &file_berth_shim_v1_shim_proto_msgTypes[10]
+	mi := &file_berth_shim_v1_shim_proto_msgTypes[13]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -740,7 +901,7 @@ func (x *UpdateRequest) String() string {
 func (*UpdateRequest) ProtoMessage() {}
 
 func (x *UpdateRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_berth_shim_v1_shim_proto_msgTypes[10]
+	mi := &file_berth_shim_v1_shim_proto_msgTypes[13]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -753,7 +914,7 @@ func (x *UpdateRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UpdateRequest.ProtoReflect.Descriptor instead.
 func (*UpdateRequest) Descriptor() ([]byte, []int) {
-	return file_berth_shim_v1_shim_proto_rawDescGZIP(), []int{10}
+	return file_berth_shim_v1_shim_proto_rawDescGZIP(), []int{13}
 }
 
 func (x *UpdateRequest) GetId() string {
@@ -779,7 +940,7 @@ type Event struct {
 
 func (x *Event) Reset() {
 	*x = Event{}
-	mi := &file_berth_shim_v1_shim_proto_msgTypes[11]
+	mi := &file_berth_shim_v1_shim_proto_msgTypes[14]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -791,7 +952,7 @@ func (x *Event) String() string {
 func (*Event) ProtoMessage() {}
 
 func (x *Event) ProtoReflect() protoreflect.Message {
-	mi := &file_berth_shim_v1_shim_proto_msgTypes[11]
+	mi := &file_berth_shim_v1_shim_proto_msgTypes[14]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -804,7 +965,7 @@ func (x *Event) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Event.ProtoReflect.Descriptor instead.
 func (*Event) Descriptor() ([]byte, []int) {
-	return file_berth_shim_v1_shim_proto_rawDescGZIP(), []int{11}
+	return file_berth_shim_v1_shim_proto_rawDescGZIP(), []int{14}
 }
 
 func (x *Event) GetContainer() *ContainerState {
@@ -871,7 +1032,16 @@ const file_berth_shim_v1_shim_proto_rawDesc = "" +
 	"\x06stdout\x18\x01 \x01(\fR\x06stdout\x12\x16\n" +
 	"\x06stderr\x18\x02 \x01(\fR\x06stderr\x12\x1b\n" +
 	"\texit_code\x18\x03 \x01(\x05R\bexitCode\x12\x1b\n" +
-	"\ttimed_out\x18\x04 \x01(\bR\btimedOut\"=\n" +
+	"\ttimed_out\x18\x04 \x01(\bR\btimedOut\"M\n" +
+	"\vExecRequest\x12\x0e\n" +
+	"\x02id\x18\x01 \x01(\tR\x02id\x12\x18\n" +
+	"\aprocess\x18\x02 \x01(\fR\aprocess\x12\x14\n" +
+	"\x05stdin\x18\x03 \x01(\bR\x05stdin\"5\n" +
+	"\rAttachRequest\x12\x0e\n" +
+	"\x02id\x18\x01 \x01(\tR\x02id\x12\x14\n" +
+	"\x05stdin\x18\x02 \x01(\bR\x05stdin\")\n" +
+	"\x0fSessionResponse\x12\x16\n" +
+	"\x06socket\x18\x01 \x01(\tR\x06socket\"=\n" +
 	"\rUpdateRequest\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\x1c\n" +
 	"\tresources\x18\x02 \x01(\fR\tresources\"D\n" +
@@ -881,7 +1051,7 @@ const file_berth_shim_v1_shim_proto_rawDesc = "" +
 	"\x12STATUS_UNSPECIFIED\x10\x00\x12\x12\n" +
 	"\x0eSTATUS_CREATED\x10\x01\x12\x12\n" +
 	"\x0eSTATUS_RUNNING\x10\x02\x12\x12\n" +
-	"\x0eSTATUS_STOPPED\x10\x032\x87\x06\n" +
+	"\x0eSTATUS_STOPPED\x10\x032\x93\a\n" +
 	"\vShimService\x129\n" +
 	"\x04Info\x12\x14.berth.shim.v1.Empty\x1a\x1b.berth.shim.v1.InfoResponse\x12E\n" +
 	"\x06Create\x12\x1c.berth.shim.v1.CreateRequest\x1a\x1d.berth.shim.v1.ContainerState\x12@\n" +
@@ -890,7 +1060,9 @@ const file_berth_shim_v1_shim_proto_rawDesc = "" +
 	"\x06Delete\x12\x1c.berth.shim.v1.DeleteRequest\x1a\x1d.berth.shim.v1.ContainerState\x12@\n" +
 	"\x05State\x12\x18.berth.shim.v1.IDRequest\x1a\x1d.berth.shim.v1.ContainerState\x129\n" +
 	"\x04List\x12\x14.berth.shim.v1.Empty\x1a\x1b.berth.shim.v1.ListResponse\x12K\n" +
-	"\bExecSync\x12\x1e.berth.shim.v1.ExecSyncRequest\x1a\x1f.berth.shim.v1.ExecSyncResponse\x12<\n" +
+	"\bExecSync\x12\x1e.berth.shim.v1.ExecSyncRequest\x1a\x1f.berth.shim.v1.ExecSyncResponse\x12B\n" +
+	"\x04Exec\x12\x1a.berth.shim.v1.ExecRequest\x1a\x1e.berth.shim.v1.SessionResponse\x12F\n" +
+	"\x06Attach\x12\x1c.berth.shim.v1.AttachRequest\x1a\x1e.berth.shim.v1.SessionResponse\x12<\n" +
 	"\x06Update\x12\x1c.berth.shim.v1.UpdateRequest\x1a\x14.berth.shim.v1.Empty\x12;\n" +
 	"\tReopenLog\x12\x18.berth.shim.v1.IDRequest\x1a\x14.berth.shim.v1.Empty\x126\n" +
 	"\x06Events\x12\x14.berth.shim.v1.Empty\x1a\x14.berth.shim.v1.Event0\x01\x126\n" +
@@ -909,7 +1081,7 @@ func file_berth_shim_v1_shim_proto_rawDescGZIP() []byte {
 }
 
 var file_berth_shim_v1_shim_proto_enumTypes = make([]protoimpl.EnumInfo, 1)
-var file_berth_shim_v1_shim_proto_msgTypes = make([]protoimpl.MessageInfo, 12)
+var file_berth_shim_v1_shim_proto_msgTypes = make([]protoimpl.MessageInfo, 15)
 var file_berth_shim_v1_shim_proto_goTypes = []any{
 	(Status)(0),              // 0: berth.shim.v1.Status
 	(*Empty)(nil),            // 1: berth.shim.v1.Empty
@@ -922,8 +1094,11 @@ var file_berth_shim_v1_shim_proto_goTypes = []any{
 	(*ListResponse)(nil),     // 8: berth.shim.v1.ListResponse
 	(*ExecSyncRequest)(nil),  // 9: berth.shim.v1.ExecSyncRequest
 	(*ExecSyncResponse)(nil), // 10: berth.shim.v1.ExecSyncResponse
-	(*UpdateRequest)(nil),    // 11: berth.shim.v1.UpdateRequest
-	(*Event)(nil),            // 12: berth.shim.v1.Event
+	(*ExecRequest)(nil),      // 11: berth.shim.v1.ExecRequest
+	(*AttachRequest)(nil),    // 12: berth.shim.v1.AttachRequest
+	(*SessionResponse)(nil),  // 13: berth.shim.v1.SessionResponse
+	(*UpdateRequest)(nil),    // 14: berth.shim.v1.UpdateRequest
+	(*Event)(nil),            // 15: berth.shim.v1.Event
 }
 var file_berth_shim_v1_shim_proto_depIdxs = []int32{
 	0,  // 0: berth.shim.v1.ContainerState.status:type_name -> berth.shim.v1.Status
@@ -937,24 +1112,28 @@ var file_berth_shim_v1_shim_proto_depIdxs = []int32{
 	2,  // 8: berth.shim.v1.ShimService.State:input_type -> berth.shim.v1.IDRequest
 	1,  // 9: berth.shim.v1.ShimService.List:input_type -> berth.shim.v1.Empty
 	9,  // 10: berth.shim.v1.ShimService.ExecSync:input_type -> berth.shim.v1.ExecSyncRequest
-	11, // 11: berth.shim.v1.ShimService.Update:input_type -> berth.shim.v1.UpdateRequest
-	2,  // 12: berth.shim.v1.ShimService.ReopenLog:input_type -> berth.shim.v1.IDRequest
-	1,  // 13: berth.shim.v1.ShimService.Events:input_type -> berth.shim.v1.Empty
-	1,  // 14: berth.shim.v1.ShimService.Shutdown:input_type -> berth.shim.v1.Empty
-	3,  // 15: berth.shim.v1.ShimService.Info:output_type -> berth.shim.v1.InfoResponse
-	7,  // 16: berth.shim.v1.ShimService.Create:output_type -> berth.shim.v1.ContainerState
-	7,  // 17: berth.shim.v1.ShimService.Start:output_type -> berth.shim.v1.ContainerState
-	1,  // 18: berth.shim.v1.ShimService.Kill:output_type -> berth.shim.v1.Empty
-	7,  // 19: berth.shim.v1.ShimService.Delete:output_type -> berth.shim.v1.ContainerState
-	7,  // 20: berth.shim.v1.ShimService.State:output_type -> berth.shim.v1.ContainerState
-	8,  // 21: berth.shim.v1.ShimService.List:output_type -> berth.shim.v1.ListResponse
-	10, // 22: berth.shim.v1.ShimService.ExecSync:output_type -> berth.shim.v1.ExecSyncResponse
-	1,  // 23: berth.shim.v1.ShimService.Update:output_type -> berth.shim.v1.Empty
-	1,  // 24: berth.shim.v1.ShimService.ReopenLog:output_type -> berth.shim.v1.Empty
-	12, // 25: berth.shim.v1.ShimService.Events:output_type -> berth.shim.v1.Event
-	1,  // 26: berth.shim.v1.ShimService.Shutdown:output_type -> berth.shim.v1.Empty
-	15, // [15:27] is the sub-list for method output_type
-	3,  // [3:15] is the sub-list for method input_type
+	11, // 11: berth.shim.v1.ShimService.Exec:input_type -> berth.shim.v1.ExecRequest
+	12, // 12: berth.shim.v1.ShimService.Attach:input_type -> berth.shim.v1.AttachRequest
+	14, // 13: berth.shim.v1.ShimService.Update:input_type -> berth.shim.v1.UpdateRequest
+	2,  // 14: berth.shim.v1.ShimService.ReopenLog:input_type -> berth.shim.v1.IDRequest
+	1,  // 15: berth.shim.v1.ShimService.Events:input_type -> berth.shim.v1.Empty
+	1,  // 16: berth.shim.v1.ShimService.Shutdown:input_type -> berth.shim.v1.Empty
+	3,  // 17: berth.shim.v1.ShimService.Info:output_type -> berth.shim.v1.InfoResponse
+	7,  // 18: berth.shim.v1.ShimService.Create:output_type -> berth.shim.v1.ContainerState
+	7,  // 19: berth.shim.v1.ShimService.Start:output_type -> berth.shim.v1.ContainerState
+	1,  // 20: berth.shim.v1.ShimService.Kill:output_type -> berth.shim.v1.Empty
+	7,  // 21: berth.shim.v1.ShimService.Delete:output_type -> berth.shim.v1.ContainerState
+	7,  // 22: berth.shim.v1.ShimService.State:output_type -> berth.shim.v1.ContainerState
+	8,  // 23: berth.shim.v1.ShimService.List:output_type -> berth.shim.v1.ListResponse
+	10, // 24: berth.shim.v1.ShimService.ExecSync:output_type -> berth.shim.v1.ExecSyncResponse
+	13, // 25: berth.shim.v1.ShimService.Exec:output_type -> berth.shim.v1.SessionResponse
+	13, // 26: berth.shim.v1.ShimService.Attach:output_type -> berth.shim.v1.SessionResponse
+	1,  // 27: berth.shim.v1.ShimService.Update:output_type -> berth.shim.v1.Empty
+	1,  // 28: berth.shim.v1.ShimService.ReopenLog:output_type -> berth.shim.v1.Empty
+	15, // 29: berth.shim.v1.ShimService.Events:output_type -> berth.shim.v1.Event
+	1,  // 30: berth.shim.v1.ShimService.Shutdown:output_type -> berth.shim.v1.Empty
+	17, // [17:31] is the sub-list for method output_type
+	3,  // [3:17] is the sub-list for method input_type
 	3,  // [3:3] is the sub-list for extension type_name
 	3,  // [3:3] is the sub-list for extension extendee
 	0,  // [0:3] is the sub-list for field type_name
@@ -971,7 +1150,7 @@ func file_berth_shim_v1_shim_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_berth_shim_v1_shim_proto_rawDesc), len(file_berth_shim_v1_shim_proto_rawDesc)),
 			NumEnums:      1,
-			NumMessages:   12,
+			NumMessages:   15,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

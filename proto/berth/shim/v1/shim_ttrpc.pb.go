@@ -16,6 +16,8 @@ type ShimServiceService interface {
 	State(context.Context, *IDRequest) (*ContainerState, error)
 	List(context.Context, *Empty) (*ListResponse, error)
 	ExecSync(context.Context, *ExecSyncRequest) (*ExecSyncResponse, error)
+	Exec(context.Context, *ExecRequest) (*SessionResponse, error)
+	Attach(context.Context, *AttachRequest) (*SessionResponse, error)
 	Update(context.Context, *UpdateRequest) (*Empty, error)
 	ReopenLog(context.Context, *IDRequest) (*Empty, error)
 	Events(context.Context, *Empty, ShimService_EventsServer) error
@@ -94,6 +96,20 @@ func RegisterShimServiceService(srv *ttrpc.Server, svc ShimServiceService) {
 				}
 				return svc.ExecSync(ctx, &req)
 			},
+			"Exec": func(ctx context.Context, unmarshal func(interface{}) error) (interface{}, error) {
+				var req ExecRequest
+				if err := unmarshal(&req); err != nil {
+					return nil, err
+				}
+				return svc.Exec(ctx, &req)
+			},
+			"Attach": func(ctx context.Context, unmarshal func(interface{}) error) (interface{}, error) {
+				var req AttachRequest
+				if err := unmarshal(&req); err != nil {
+					return nil, err
+				}
+				return svc.Attach(ctx, &req)
+			},
 			"Update": func(ctx context.Context, unmarshal func(interface{}) error) (interface{}, error) {
 				var req UpdateRequest
 				if err := unmarshal(&req); err != nil {
@@ -141,6 +157,8 @@ type ShimServiceClient interface {
 	State(context.Context, *IDRequest) (*ContainerState, error)
 	List(context.Context, *Empty) (*ListResponse, error)
 	ExecSync(context.Context, *ExecSyncRequest) (*ExecSyncResponse, error)
+	Exec(context.Context, *ExecRequest) (*SessionResponse, error)
+	Attach(context.Context, *AttachRequest) (*SessionResponse, error)
 	Update(context.Context, *UpdateRequest) (*Empty, error)
 	ReopenLog(context.Context, *IDRequest) (*Empty, error)
 	Events(context.Context, *Empty) (ShimService_EventsClient, error)
@@ -216,6 +234,22 @@ func (c *shimserviceClient) List(ctx context.Context, req *Empty) (*ListResponse
 func (c *shimserviceClient) ExecSync(ctx context.Context, req *ExecSyncRequest) (*ExecSyncResponse, error) {
 	var resp ExecSyncResponse
 	if err := c.client.Call(ctx, "berth.shim.v1.ShimService", "ExecSync", req, &resp); err != nil {
+		return nil, err
+	}
+	return &resp, nil
+}
+
+func (c *shimserviceClient) Exec(ctx context.Context, req *ExecRequest) (*SessionResponse, error) {
+	var resp SessionResponse
+	if err := c.client.Call(ctx, "berth.shim.v1.ShimService", "Exec", req, &resp); err != nil {
+		return nil, err
+	}
+	return &resp, nil
+}
+
+func (c *shimserviceClient) Attach(ctx context.Context, req *AttachRequest) (*SessionResponse, error) {
+	var resp SessionResponse
+	if err := c.client.Call(ctx, "berth.shim.v1.ShimService", "Attach", req, &resp); err != nil {
 		return nil, err
 	}
 	return &resp, nil

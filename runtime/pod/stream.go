@@ -1,0 +1,283 @@
+package pod
+
+import (
+	"bufio"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"os"
+	"path/filepath"
+	"runtime"
+	"strconv"
+	"time"
+
+	"golang.org/x/sys/unix"
+	remotecommand "k8s.io/cri-streaming/pkg/streaming/remotecommand"
+	utilexec "k8s.io/utils/exec"
+
+	shimv1 "github.com/berthrt/berth/proto/berth/shim/v1"
+	"github.com/berthrt/berth/runtime/errdefs"
+	"github.com/berthrt/berth/runtime/shim/frame"
+)
+
+// runningContainer returns a running container and its pod's shim.
+func (m *Manager) runningContainer(id string) (*container, shimv1.ShimServiceClient, error) {
+	c, err := m.getContainer(id)
+	if err != nil {
+		return nil, nil, err
+	}
+	rec := c.snapshot()
+	if rec.State != stateRunning {
+		return nil, nil, errdefs.FailedPrecondition("container %s is not running", rec.ID)
+	}
+	sb, err := m.getSandbox(rec.SandboxID)
+	if err != nil {
+		return nil, nil, err
+	}
+	client, err := sb.client()
+	if err != nil {
+		return nil, nil, err
+	}
+	return c, client, nil
+}
+
+// CheckStreamable tells whether Exec or Attach can run in container id,
+// before a streaming URL is handed out for it.
+func (m *Manager) CheckStreamable(id string) error {
+	_, _, err := m.runningContainer(id)
+	return err
+}
+
+// CheckPortForward tells whether pod id can take port-forward streams.
+func (m *Manager) CheckPortForward(id string) error {
+	sb, err := m.getSandbox(id)
+	if err != nil {
+		return err
+	}
+	if sb.snapshot().State != stateReady {
+		return errdefs.FailedPrecondition("pod sandbox %s is not ready", id)
+	}
+	return nil
+}
+
+// ExecStream runs cmd in a container with the client's streams; a non-zero
+// exit is reported as an exec.ExitError, which the streaming server turns
+// into the exit code the client sees.
+func (m *Manager) ExecStream(ctx context.Context, id string, cmd []string, in io.Reader, out, errw io.WriteCloser, tty bool, resize <-chan remotecommand.TerminalSize) error {
+	if len(cmd) == 0 {
+		return errdefs.InvalidArgument("exec needs a command")
+	}
+	c, client, err := m.runningContainer(id)
+	if err != nil {
+		return err
+	}
+	p := *c.process
+	p.Args, p.Terminal, p.ConsoleSize = cmd, tty, nil
+	raw, err := json.Marshal(&p)
+	if err != nil {
+		return err
+	}
+	resp, err := client.Exec(ctx, &shimv1.ExecRequest{Id: c.rec.ID, Process: raw, Stdin: in != nil})
+	if err != nil {
+		return err
+	}
+	code, err := relaySession(ctx, resp.Socket, in, out, errw, resize)
+	if err != nil {
+		return err
+	}
+	if code != 0 {
+		return utilexec.CodeExitError{Err: fmt.Errorf("command %q exited with %d", cmd, code), Code: int(code)}
+	}
+	return nil
+}
+
+// AttachStream connects the client's streams to a running container's.
+func (m *Manager) AttachStream(ctx context.Context, id string, in io.Reader, out, errw io.WriteCloser, tty bool, resize <-chan remotecommand.TerminalSize) error {
+	c, client, err := m.runningContainer(id)
+	if err != nil {
+		return err
+	}
+	resp, err := client.Attach(ctx, &shimv1.AttachRequest{Id: c.rec.ID, Stdin: in != nil})
+	if err != nil {
+		return err
+	}
+	_, err = relaySession(ctx, resp.Socket, in, out, errw, resize)
+	return err
+}
+
+// relaySession connects to a shim session socket and moves the client's
+// input, resizes and output until the shim reports the exit code.
+func relaySession(ctx context.Context, socket string, in io.Reader, out, errw io.WriteCloser, resize <-chan remotecommand.TerminalSize) (int32, error) {
+	var d net.Dialer
+	conn, err := d.DialContext(ctx, "unix", socket)
+	if err != nil {
+		return 0, fmt.Errorf("session socket: %w", err)
+	}
+	defer conn.Close()
+	stop := context.AfterFunc(ctx, func() { conn.Close() })
+	defer stop()
+	fw := frame.NewWriter(conn)
+	if in != nil {
+		go func() {
+			if _, err := io.Copy(fw.Stream(frame.Stdin), in); err == nil {
+				_ = fw.Frame(frame.StdinClose, nil)
+			}
+		}()
+	}
+	if resize != nil {
+		go func() {
+			for sz := range resize {
+				if fw.Frame(frame.Resize, frame.ResizePayload(sz.Width, sz.Height)) != nil {
+					return
+				}
+			}
+		}()
+	}
+	r := bufio.NewReaderSize(conn, 64<<10)
+	for {
+		typ, p, err := frame.Read(r)
+		if err != nil {
+			if ctx.Err() != nil {
+				return 0, ctx.Err()
+			}
+			return 0, fmt.Errorf("session ended without an exit code: %w", err)
+		}
+		switch typ {
+		case frame.Stdout:
+			if out != nil {
+				_, _ = out.Write(p)
+			}
+		case frame.Stderr:
+			switch {
+			case errw != nil:
+				_, _ = errw.Write(p)
+			case out != nil:
+				_, _ = out.Write(p)
+			}
+		case frame.Exit:
+			code, _ := frame.ParseExit(p)
+			return code, nil
+		}
+	}
+}
+
+// PortForward connects stream to port of the pod: inside its network
+// namespace for runc and crun, through runsc for gVisor, whose network
+// stack lives in the sandbox.
+func (m *Manager) PortForward(ctx context.Context, podID string, port int32, stream io.ReadWriteCloser) error {
+	defer stream.Close()
+	if port <= 0 || port > 65535 {
+		return errdefs.InvalidArgument("port %d is out of range", port)
+	}
+	sb, err := m.getSandbox(podID)
+	if err != nil {
+		return err
+	}
+	rec := sb.snapshot()
+	var conn net.Conn
+	if sb.handler.Kind() == "runsc" {
+		conn, err = m.runscPortForward(ctx, sb, port)
+	} else {
+		conn, err = dialInNetNS(ctx, rec.NetNS, port)
+	}
+	if err != nil {
+		return fmt.Errorf("port-forward to %s port %d: %w", rec.ID, port, err)
+	}
+	defer conn.Close()
+	done := make(chan struct{}, 2)
+	go func() {
+		_, _ = io.Copy(conn, stream)
+		if cw, ok := conn.(interface{ CloseWrite() error }); ok {
+			_ = cw.CloseWrite()
+		}
+		done <- struct{}{}
+	}()
+	go func() { _, _ = io.Copy(stream, conn); done <- struct{}{} }()
+	select {
+	case <-done:
+	case <-ctx.Done():
+	}
+	return nil
+}
+
+// dialInNetNS connects to localhost:port in the network namespace at
+// netns ("" is the host's). A socket belongs to the namespace of the
+// thread that creates it, so one locked thread switches in for the dial.
+func dialInNetNS(ctx context.Context, netns string, port int32) (net.Conn, error) {
+	dial := func() (net.Conn, error) {
+		var d net.Dialer
+		conn, err := d.DialContext(ctx, "tcp4", "127.0.0.1:"+strconv.Itoa(int(port)))
+		if err != nil {
+			conn, err = d.DialContext(ctx, "tcp6", "[::1]:"+strconv.Itoa(int(port)))
+		}
+		return conn, err
+	}
+	if netns == "" {
+		return dial()
+	}
+	type result struct {
+		conn net.Conn
+		err  error
+	}
+	ch := make(chan result, 1)
+	go func() {
+		runtime.LockOSThread()
+		orig, err := os.Open(fmt.Sprintf("/proc/self/task/%d/ns/net", unix.Gettid()))
+		if err != nil {
+			runtime.UnlockOSThread()
+			ch <- result{err: err}
+			return
+		}
+		defer orig.Close()
+		target, err := os.Open(netns)
+		if err != nil {
+			runtime.UnlockOSThread()
+			ch <- result{err: err}
+			return
+		}
+		defer target.Close()
+		if err := unix.Setns(int(target.Fd()), unix.CLONE_NEWNET); err != nil {
+			runtime.UnlockOSThread()
+			ch <- result{err: fmt.Errorf("enter pod network: %w", err)}
+			return
+		}
+		conn, err := dial()
+		if unix.Setns(int(orig.Fd()), unix.CLONE_NEWNET) == nil {
+			runtime.UnlockOSThread()
+		} // else the thread stays locked and dies with this goroutine
+		ch <- result{conn, err}
+	}()
+	r := <-ch
+	return r.conn, r.err
+}
+
+// runscPortForward asks gVisor to connect to port inside the sandbox and
+// hand the connection over a unix socket.
+func (m *Manager) runscPortForward(ctx context.Context, sb *sandbox, port int32) (net.Conn, error) {
+	dir, err := os.MkdirTemp("", "berth-pf-")
+	if err != nil {
+		return nil, err
+	}
+	defer os.RemoveAll(dir)
+	sock := filepath.Join(dir, "s")
+	l, err := net.ListenUnix("unix", &net.UnixAddr{Name: sock, Net: "unix"})
+	if err != nil {
+		return nil, err
+	}
+	defer l.Close()
+	cmd := sb.handler.Command(ctx, "port-forward", "--stream", sock, sb.rec.ID, strconv.Itoa(int(port)))
+	if err := cmd.Start(); err != nil {
+		return nil, err
+	}
+	go func() { _ = cmd.Wait() }()
+	_ = l.SetDeadline(time.Now().Add(10 * time.Second))
+	conn, err := l.Accept()
+	if err != nil {
+		_ = cmd.Process.Kill()
+		return nil, errors.Join(errors.New("runsc port-forward did not connect"), err)
+	}
+	return conn, nil
+}
