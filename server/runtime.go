@@ -41,6 +41,15 @@ type Pods interface {
 	ContainerStatus(ctx context.Context, id string, verbose bool) (*runtimeapi.ContainerStatus, map[string]string, error)
 	ListContainers(ctx context.Context, f *runtimeapi.ContainerFilter) []*runtimeapi.Container
 	ExecSync(ctx context.Context, id string, cmd []string, timeout time.Duration) ([]byte, []byte, int32, error)
+	ReopenContainerLog(ctx context.Context, id string) error
+	UpdateContainerResources(ctx context.Context, id string, r *runtimeapi.LinuxContainerResources) error
+	ContainerStats(ctx context.Context, id string) (*runtimeapi.ContainerStats, error)
+	ListContainerStats(ctx context.Context, f *runtimeapi.ContainerStatsFilter) []*runtimeapi.ContainerStats
+	PodSandboxStats(ctx context.Context, id string) (*runtimeapi.PodSandboxStats, error)
+	ListPodSandboxStats(ctx context.Context, f *runtimeapi.PodSandboxStatsFilter) []*runtimeapi.PodSandboxStats
+	Subscribe(ctx context.Context) <-chan *runtimeapi.ContainerEventResponse
+	ListMetricDescriptors(ctx context.Context) []*runtimeapi.MetricDescriptor
+	ListPodSandboxMetrics(ctx context.Context) []*runtimeapi.PodSandboxMetrics
 }
 
 // RuntimeService serves the CRI RuntimeService.
@@ -202,4 +211,65 @@ func (s *RuntimeService) ExecSync(ctx context.Context, req *runtimeapi.ExecSyncR
 		return nil, err
 	}
 	return &runtimeapi.ExecSyncResponse{Stdout: stdout, Stderr: stderr, ExitCode: code}, nil
+}
+
+// ReopenContainerLog makes a running container write to a fresh log file.
+func (s *RuntimeService) ReopenContainerLog(ctx context.Context, req *runtimeapi.ReopenContainerLogRequest) (*runtimeapi.ReopenContainerLogResponse, error) {
+	return &runtimeapi.ReopenContainerLogResponse{}, s.Pods.ReopenContainerLog(ctx, req.GetContainerId())
+}
+
+// UpdateContainerResources changes a container's limits live.
+func (s *RuntimeService) UpdateContainerResources(ctx context.Context, req *runtimeapi.UpdateContainerResourcesRequest) (*runtimeapi.UpdateContainerResourcesResponse, error) {
+	return &runtimeapi.UpdateContainerResourcesResponse{}, s.Pods.UpdateContainerResources(ctx, req.GetContainerId(), req.GetLinux())
+}
+
+// ContainerStats reports one container's resource usage.
+func (s *RuntimeService) ContainerStats(ctx context.Context, req *runtimeapi.ContainerStatsRequest) (*runtimeapi.ContainerStatsResponse, error) {
+	st, err := s.Pods.ContainerStats(ctx, req.GetContainerId())
+	if err != nil {
+		return nil, err
+	}
+	return &runtimeapi.ContainerStatsResponse{Stats: st}, nil
+}
+
+// ListContainerStats reports the resource usage of containers.
+func (s *RuntimeService) ListContainerStats(ctx context.Context, req *runtimeapi.ListContainerStatsRequest) (*runtimeapi.ListContainerStatsResponse, error) {
+	return &runtimeapi.ListContainerStatsResponse{Stats: s.Pods.ListContainerStats(ctx, req.GetFilter())}, nil
+}
+
+// PodSandboxStats reports one pod's resource usage.
+func (s *RuntimeService) PodSandboxStats(ctx context.Context, req *runtimeapi.PodSandboxStatsRequest) (*runtimeapi.PodSandboxStatsResponse, error) {
+	st, err := s.Pods.PodSandboxStats(ctx, req.GetPodSandboxId())
+	if err != nil {
+		return nil, err
+	}
+	return &runtimeapi.PodSandboxStatsResponse{Stats: st}, nil
+}
+
+// ListPodSandboxStats reports the resource usage of pods.
+func (s *RuntimeService) ListPodSandboxStats(ctx context.Context, req *runtimeapi.ListPodSandboxStatsRequest) (*runtimeapi.ListPodSandboxStatsResponse, error) {
+	return &runtimeapi.ListPodSandboxStatsResponse{Stats: s.Pods.ListPodSandboxStats(ctx, req.GetFilter())}, nil
+}
+
+// GetContainerEvents streams container and pod lifecycle events as they
+// happen, for the kubelet's evented PLEG.
+func (s *RuntimeService) GetContainerEvents(req *runtimeapi.GetEventsRequest, stream runtimeapi.RuntimeService_GetContainerEventsServer) error {
+	events := s.Pods.Subscribe(stream.Context())
+	for ev := range events {
+		if err := stream.Send(ev); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// ListMetricDescriptors describes the CRI metrics (the kubelet's
+// /metrics/cadvisor without cAdvisor).
+func (s *RuntimeService) ListMetricDescriptors(ctx context.Context, req *runtimeapi.ListMetricDescriptorsRequest) (*runtimeapi.ListMetricDescriptorsResponse, error) {
+	return &runtimeapi.ListMetricDescriptorsResponse{Descriptors: s.Pods.ListMetricDescriptors(ctx)}, nil
+}
+
+// ListPodSandboxMetrics returns every pod's metrics.
+func (s *RuntimeService) ListPodSandboxMetrics(ctx context.Context, req *runtimeapi.ListPodSandboxMetricsRequest) (*runtimeapi.ListPodSandboxMetricsResponse, error) {
+	return &runtimeapi.ListPodSandboxMetricsResponse{PodMetrics: s.Pods.ListPodSandboxMetrics(ctx)}, nil
 }

@@ -196,6 +196,7 @@ func serve(cfg *config.Config, f flags, log *slog.Logger) error {
 	}
 	// In-flight calls finish; new ones are refused. Pods keep running:
 	// their shims do not depend on berthd.
+	pods.CloseEvents()
 	stopped := make(chan struct{})
 	go func() { srv.GracefulStop(); close(stopped) }()
 	select {

@@ -215,6 +215,7 @@ func (m *Manager) CreateContainer(ctx context.Context, podID string, cfg *runtim
 	m.mu.Lock()
 	m.containers[id] = c
 	m.mu.Unlock()
+	m.emit(runtimeapi.ContainerEventType_CONTAINER_CREATED_EVENT, id, sbRec.ID)
 	logctx.From(ctx, m.log).Info("container created", "id", id, "name", name, "pod", sbRec.ID, "image", imageName)
 	return id, nil
 }
@@ -272,6 +273,7 @@ func (m *Manager) StartContainer(ctx context.Context, id string) error {
 	}
 	c.mu.Unlock()
 	logctx.From(ctx, m.log).Info("container started", "id", rec.ID)
+	defer m.emit(runtimeapi.ContainerEventType_CONTAINER_STARTED_EVENT, rec.ID, rec.SandboxID)
 	return m.saveContainer(c)
 }
 
@@ -384,6 +386,7 @@ func (m *Manager) recordExit(c *container, st *shimv1.ContainerState) {
 	if err := m.saveContainer(c); err != nil {
 		m.log.Error("record container exit", "id", c.rec.ID, "err", err)
 	}
+	m.emit(runtimeapi.ContainerEventType_CONTAINER_STOPPED_EVENT, c.rec.ID, c.rec.SandboxID)
 	m.log.Info("container exited", "id", st.Id, "code", st.ExitCode, "oom", st.OomKilled)
 }
 
@@ -433,6 +436,7 @@ func (m *Manager) removeContainer(ctx context.Context, c *container) error {
 	m.mu.Unlock()
 	m.release(rec.Name, rec.ID)
 	c.markExited()
+	m.emit(runtimeapi.ContainerEventType_CONTAINER_DELETED_EVENT, rec.ID, rec.SandboxID)
 	logctx.From(ctx, m.log).Info("container removed", "id", rec.ID)
 	return nil
 }
@@ -581,4 +585,60 @@ func statusMounts(mounts []*runtimeapi.Mount, refs map[string]string) []*runtime
 		out[i] = mnt
 	}
 	return out
+}
+
+// ReopenContainerLog makes the shim reopen a running container's log file
+// (the kubelet renamed it to rotate it).
+func (m *Manager) ReopenContainerLog(ctx context.Context, id string) error {
+	c, client, err := m.runningContainer(id)
+	if err != nil {
+		return err
+	}
+	if c.snapshot().LogPath == "" {
+		return errdefs.FailedPrecondition("container %s has no log file", id)
+	}
+	_, err = client.ReopenLog(ctx, &shimv1.IDRequest{Id: c.rec.ID})
+	return err
+}
+
+// UpdateContainerResources changes a container's cgroup limits live,
+// through its handler, and records them.
+func (m *Manager) UpdateContainerResources(ctx context.Context, id string, r *runtimeapi.LinuxContainerResources) error {
+	if r == nil {
+		return errdefs.InvalidArgument("linux resources are required")
+	}
+	c, err := m.getContainer(id)
+	if err != nil {
+		return err
+	}
+	c.op.Lock()
+	defer c.op.Unlock()
+	rec := c.snapshot()
+	if rec.State != stateCreated && rec.State != stateRunning {
+		return errdefs.FailedPrecondition("container %s is %s", rec.ID, rec.State)
+	}
+	sb, err := m.getSandbox(rec.SandboxID)
+	if err != nil {
+		return err
+	}
+	client, err := sb.client()
+	if err != nil {
+		return err
+	}
+	raw, err := json.Marshal(spec.Resources(m.host, r, nil))
+	if err != nil {
+		return err
+	}
+	if _, err := client.Update(ctx, &shimv1.UpdateRequest{Id: rec.ID, Resources: raw}); err != nil {
+		return fmt.Errorf("update container %s: %w", rec.ID, err)
+	}
+	saved, err := proto.Marshal(r)
+	if err != nil {
+		return err
+	}
+	c.mu.Lock()
+	c.rec.Resources = saved
+	c.mu.Unlock()
+	logctx.From(ctx, m.log).Info("container resources updated", "id", rec.ID)
+	return m.saveContainer(c)
 }

@@ -70,6 +70,9 @@ type Manager struct {
 	host     spec.Host
 	oomFloor int
 
+	stats  statsCache
+	events bus
+
 	mu         sync.Mutex
 	sandboxes  map[string]*sandbox
 	containers map[string]*container

@@ -14,6 +14,7 @@ import (
 	shimv1 "github.com/berthrt/berth/proto/berth/shim/v1"
 	"github.com/berthrt/berth/runtime/network"
 	"github.com/berthrt/berth/runtime/shim"
+	"github.com/berthrt/berth/runtime/spec"
 	"github.com/berthrt/berth/runtime/store"
 )
 
@@ -114,6 +115,9 @@ func (m *Manager) rollbackSandbox(ctx context.Context, sb *sandbox) {
 	}
 	_ = removeDir(filepath.Join(m.ctrRootDir(), rec.ID))
 	_ = m.images.Release(rec.ID)
+	if pod := (&spec.Pod{ID: rec.ID, Config: sb.cfg}); pod.OwnCgroup(m.host.CgroupDriver) {
+		_ = m.cgroupReader().Remove(pod.CgroupParent(m.host.CgroupDriver))
+	}
 	_ = removeDir(m.podDir(rec.ID))
 	_ = os.Remove(m.shimSocket(rec.ID))
 	m.deleteRecord(bucketSandboxes, rec.ID)

@@ -266,6 +266,8 @@ func (m *Manager) RunPodSandbox(ctx context.Context, cfg *runtimeapi.PodSandboxC
 	m.sandboxes[id] = sb
 	m.mu.Unlock()
 	go m.watchShim(sb)
+	m.emit(runtimeapi.ContainerEventType_CONTAINER_CREATED_EVENT, id, id)
+	m.emit(runtimeapi.ContainerEventType_CONTAINER_STARTED_EVENT, id, id)
 	log.Info("pod sandbox running", "id", id, "name", name, "handler", h.Handler, "ips", sb.rec.IPs)
 	return id, nil
 }
@@ -400,6 +402,7 @@ func (m *Manager) stopSandbox(ctx context.Context, sb *sandbox) error {
 	sb.mu.Unlock()
 	if changed {
 		log.Info("pod sandbox stopped", "id", rec.ID)
+		defer m.emit(runtimeapi.ContainerEventType_CONTAINER_STOPPED_EVENT, rec.ID, rec.ID)
 	}
 	return m.saveSandbox(sb)
 }
@@ -444,6 +447,11 @@ func (m *Manager) RemovePodSandbox(ctx context.Context, id string) error {
 	if err := m.images.Release(rec.ID); err != nil {
 		return err
 	}
+	if pod := (&spec.Pod{ID: rec.ID, Config: sb.cfg}); pod.OwnCgroup(m.host.CgroupDriver) {
+		if err := m.cgroupReader().Remove(pod.CgroupParent(m.host.CgroupDriver)); err != nil {
+			return fmt.Errorf("remove pod cgroup: %w", err)
+		}
+	}
 	if err := removeDir(m.podDir(rec.ID)); err != nil {
 		return err
 	}
@@ -459,6 +467,7 @@ func (m *Manager) RemovePodSandbox(ctx context.Context, id string) error {
 	delete(m.sandboxes, rec.ID)
 	m.mu.Unlock()
 	m.release(rec.Name, rec.ID)
+	m.emit(runtimeapi.ContainerEventType_CONTAINER_DELETED_EVENT, rec.ID, rec.ID)
 	logctx.From(ctx, m.log).Info("pod sandbox removed", "id", rec.ID)
 	return nil
 }

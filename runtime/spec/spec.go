@@ -17,6 +17,7 @@ import (
 	specs "github.com/opencontainers/runtime-spec/specs-go"
 	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
 
+	"github.com/berthrt/berth/runtime/cgroups"
 	"github.com/berthrt/berth/runtime/errdefs"
 	"github.com/berthrt/berth/runtime/host"
 )
@@ -66,7 +67,9 @@ type Pod struct {
 	Hostname, ResolvConf, Hosts, Shm string
 }
 
-// CgroupParent is the pod's cgroup parent for driver.
+// CgroupParent is the pod's cgroup parent for driver. A pod the kubelet
+// gave none gets one of its own under /berth (cgroupfs), so that pod stats
+// are the pod's.
 func (p *Pod) CgroupParent(driver string) string {
 	if cp := p.Config.GetLinux().GetCgroupParent(); cp != "" {
 		return cp
@@ -74,7 +77,12 @@ func (p *Pod) CgroupParent(driver string) string {
 	if driver == "systemd" {
 		return "system.slice"
 	}
-	return "/berth"
+	return path.Join("/berth", p.ID)
+}
+
+// OwnCgroup reports whether the pod's cgroup parent is berth's to remove.
+func (p *Pod) OwnCgroup(driver string) bool {
+	return p.Config.GetLinux().GetCgroupParent() == "" && driver != "systemd"
 }
 
 // CgroupsPath is the OCI cgroupsPath of container id in pod p.
@@ -89,33 +97,11 @@ func CgroupsPath(h Host, p *Pod, id string) string {
 // MemoryCgroupDir is the absolute directory of the memory controller for
 // an OCI cgroupsPath (where the shim reads OOM kills).
 func MemoryCgroupDir(h Host, cgroupsPath string) string {
-	rel := cgroupsPath
-	if h.CgroupDriver == "systemd" {
-		parts := strings.SplitN(cgroupsPath, ":", 3)
-		if len(parts) == 3 {
-			rel = path.Join(expandSlice(parts[0]), parts[1]+"-"+parts[2]+".scope")
-		}
-	}
+	rel := cgroups.Reader{Mode: h.CgroupMode, Driver: h.CgroupDriver}.Dir(cgroupsPath)
 	if h.CgroupMode == host.CgroupV2 {
 		return filepath.Join("/sys/fs/cgroup", rel)
 	}
 	return filepath.Join("/sys/fs/cgroup/memory", rel)
-}
-
-// expandSlice turns "a-b-c.slice" into "/a.slice/a-b.slice/a-b-c.slice".
-func expandSlice(slice string) string {
-	name := strings.TrimSuffix(slice, ".slice")
-	if name == "" || name == "-" {
-		return "/"
-	}
-	out := ""
-	prefix := ""
-	for _, comp := range strings.Split(name, "-") {
-		prefix += comp
-		out += "/" + prefix + ".slice"
-		prefix += "-"
-	}
-	return out
 }
 
 // Sandbox builds the spec of a pod's sandbox (pause) container.
@@ -302,7 +288,7 @@ func ForContainer(rt Runtime, h Host, p *Pod, c Container) (*specs.Spec, *User, 
 		s.Linux.MaskedPaths, s.Linux.ReadonlyPaths = masked, readonly
 	}
 
-	s.Linux.Namespaces = containerNamespaces(h, p, c, sc.GetNamespaceOptions())
+	s.Linux.Namespaces = containerNamespaces(h, p, c, namespaceOptions(p, sc.GetNamespaceOptions()))
 	if err := addDevices(s, cfg.GetDevices(), privileged); err != nil {
 		return nil, nil, err
 	}
@@ -408,6 +394,23 @@ func capSet(caps, ambient []string) *specs.LinuxCapabilities {
 		c.Ambient, c.Inheritable = ambient, ambient
 	}
 	return c
+}
+
+// namespaceOptions are a container's effective namespace modes: network
+// and IPC are the pod's (a container cannot leave its pod's network), and
+// so is a host PID namespace; otherwise the container's own PID mode.
+func namespaceOptions(p *Pod, ctr *runtimeapi.NamespaceOption) *runtimeapi.NamespaceOption {
+	pod := p.Config.GetLinux().GetSecurityContext().GetNamespaceOptions()
+	ns := &runtimeapi.NamespaceOption{
+		Network:  pod.GetNetwork(),
+		Ipc:      pod.GetIpc(),
+		Pid:      ctr.GetPid(),
+		TargetId: ctr.GetTargetId(),
+	}
+	if pod.GetPid() == runtimeapi.NamespaceMode_NODE {
+		ns.Pid = runtimeapi.NamespaceMode_NODE
+	}
+	return ns
 }
 
 func containerNamespaces(h Host, p *Pod, c Container, ns *runtimeapi.NamespaceOption) []specs.LinuxNamespace {
@@ -553,7 +556,7 @@ func addMounts(rt Runtime, s *specs.Spec, p *Pod, cfg *runtimeapi.ContainerConfi
 	bind(p.Hostname, "/etc/hostname", ro)
 	bind(p.Hosts, "/etc/hosts", ro)
 	bind(p.ResolvConf, "/etc/resolv.conf", ro)
-	if cfg.GetLinux().GetSecurityContext().GetNamespaceOptions().GetIpc() == runtimeapi.NamespaceMode_NODE {
+	if namespaceOptions(p, cfg.GetLinux().GetSecurityContext().GetNamespaceOptions()).GetIpc() == runtimeapi.NamespaceMode_NODE {
 		bind("/dev/shm", "/dev/shm", false)
 	} else {
 		bind(p.Shm, "/dev/shm", false, "nosuid", "nodev", "noexec")
@@ -606,6 +609,10 @@ func addMounts(rt Runtime, s *specs.Spec, p *Pod, cfg *runtimeapi.ContainerConfi
 		case m.RecursiveReadOnly:
 			if !m.Readonly {
 				return errdefs.InvalidArgument("mount %s: recursive read-only needs read-only", dst)
+			}
+			if m.Propagation != runtimeapi.MountPropagation_PROPAGATION_PRIVATE {
+				// Mounts propagated in later could not be made read-only.
+				return errdefs.InvalidArgument("mount %s: recursive read-only needs private propagation", dst)
 			}
 			if !rt.RRO {
 				return errdefs.InvalidArgument("mount %s: RROUnsupported: runtime %s has no recursive read-only mounts", dst, rt.Kind)

@@ -294,7 +294,12 @@ func TestContainerSpecNamespaceModes(t *testing.T) {
 	ns := func(o *runtimeapi.NamespaceOption) *runtimeapi.ContainerConfig {
 		return &runtimeapi.ContainerConfig{Linux: &runtimeapi.LinuxContainerConfig{SecurityContext: &runtimeapi.LinuxContainerSecurityContext{NamespaceOptions: o}}}
 	}
-	s, _, err := f.container(t, ns(&runtimeapi.NamespaceOption{Network: runtimeapi.NamespaceMode_NODE, Pid: runtimeapi.NamespaceMode_NODE, Ipc: runtimeapi.NamespaceMode_NODE}))
+	// Host network, IPC and PID are the pod's to choose; a container that
+	// says nothing follows its pod.
+	f.pod.Config.Linux.SecurityContext = &runtimeapi.LinuxSandboxSecurityContext{NamespaceOptions: &runtimeapi.NamespaceOption{
+		Network: runtimeapi.NamespaceMode_NODE, Pid: runtimeapi.NamespaceMode_NODE, Ipc: runtimeapi.NamespaceMode_NODE}}
+	f.pod.NetNS = ""
+	s, _, err := f.container(t, ns(nil))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -306,9 +311,14 @@ func TestContainerSpecNamespaceModes(t *testing.T) {
 	if m := mountAt(s, "/dev/shm"); m == nil || m.Source != "/dev/shm" {
 		t.Errorf("host IPC shm = %+v", m)
 	}
-	s, _, _ = f.container(t, ns(&runtimeapi.NamespaceOption{Pid: runtimeapi.NamespaceMode_CONTAINER}))
+	f.pod.Config.Linux.SecurityContext = nil
+	f.pod.NetNS = "/run/berth/netns/pod1"
+	s, _, _ = f.container(t, ns(&runtimeapi.NamespaceOption{Pid: runtimeapi.NamespaceMode_CONTAINER, Network: runtimeapi.NamespaceMode_NODE}))
 	if n, ok := nsOf(s, specs.PIDNamespace); !ok || n.Path != "" {
 		t.Errorf("container PID mode = %+v", n)
+	}
+	if n, ok := nsOf(s, specs.NetworkNamespace); !ok || n.Path != f.pod.NetNS {
+		t.Errorf("a container cannot leave its pod's network: %+v", n)
 	}
 }
 
@@ -391,7 +401,8 @@ func TestSandboxSpec(t *testing.T) {
 func TestCgroupPaths(t *testing.T) {
 	pod := &Pod{Config: &runtimeapi.PodSandboxConfig{}}
 	h := Host{CgroupDriver: "cgroupfs", CgroupMode: host.CgroupV1}
-	if p := CgroupsPath(h, pod, "c1"); p != "/berth/c1" || MemoryCgroupDir(h, p) != "/sys/fs/cgroup/memory/berth/c1" {
+	pod.ID = "pod9"
+	if p := CgroupsPath(h, pod, "c1"); p != "/berth/pod9/c1" || MemoryCgroupDir(h, p) != "/sys/fs/cgroup/memory/berth/pod9/c1" {
 		t.Errorf("cgroupfs v1: %s %s", p, MemoryCgroupDir(h, p))
 	}
 	h = Host{CgroupDriver: "systemd", CgroupMode: host.CgroupV2}

@@ -25,6 +25,21 @@ type execStdio struct {
 	console      *consoleSocket
 }
 
+// setStdio gives cmd the files that are set; the others stay /dev/null.
+// (A nil *os.File in the io.Reader field would be a non-nil interface, and
+// the runtime would start with that descriptor closed.)
+func setStdio(cmd *exec.Cmd, in, out, errf *os.File) {
+	if in != nil {
+		cmd.Stdin = in
+	}
+	if out != nil {
+		cmd.Stdout = out
+	}
+	if errf != nil {
+		cmd.Stderr = errf
+	}
+}
+
 // execProc is a process started in a container with `exec --detach`.
 type execProc struct {
 	s      *Service
@@ -62,7 +77,7 @@ func (s *Service) startExec(c *container, process []byte, stdio execStdio) (*exe
 			o.ConsoleSocket = stdio.console.path
 		}
 		cmd := s.opts.Runtime.Exec(ctx, c.id, o)
-		cmd.Stdin, cmd.Stdout, cmd.Stderr = stdio.in, stdio.out, stdio.err
+		setStdio(cmd, stdio.in, stdio.out, stdio.err)
 		return cmd
 	})
 	if err != nil {

@@ -180,11 +180,8 @@ func (s *Service) create(c *container, req *shimv1.CreateRequest) (_ *shimv1.Con
 			o.ConsoleSocket = console.path
 		}
 		cmd := s.opts.Runtime.Create(ctx, req.Id, o)
-		cmd.Stdin, cmd.Stdout, cmd.Stderr = stdin, stdout, stderr
-		if stderr == nil {
-			// With a terminal the runtime's stderr is its own: keep it.
-			cmd.Stderr = nil
-		}
+		// With a terminal the runtime's stderr stays its own.
+		setStdio(cmd, stdin, stdout, stderr)
 		return cmd
 	})
 	if err != nil {
@@ -288,7 +285,8 @@ func (s *Service) Start(_ context.Context, req *shimv1.IDRequest) (*shimv1.Conta
 	err = s.runRuntime(func(logFile string) *exec.Cmd {
 		cmd := s.opts.Runtime.Start(ctx, req.Id, logFile)
 		if io := c.childIO; len(io) > 0 {
-			cmd.Stdin, cmd.Stdout, cmd.Stderr = stdioOf(io)
+			in, out, errf := stdioOf(io)
+			setStdio(cmd, in, out, errf)
 		}
 		return cmd
 	})

@@ -1,0 +1,264 @@
+// Package cgroups reads container and pod cgroups (v1 and v2, through
+// containerd/cgroups) for stats, and removes the pod cgroups berth made.
+package cgroups
+
+import (
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"path"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/containerd/cgroups/v3/cgroup1"
+	stats1 "github.com/containerd/cgroups/v3/cgroup1/stats"
+	"github.com/containerd/cgroups/v3/cgroup2"
+
+	"github.com/berthrt/berth/runtime/host"
+)
+
+// Sample is one reading of a cgroup. CPU times are nanoseconds.
+type Sample struct {
+	At time.Time
+	// CPUNanos is the cumulative CPU time, user and system.
+	CPUNanos, UserNanos, SystemNanos uint64
+	// CFS bandwidth control.
+	Periods, ThrottledPeriods, ThrottledNanos uint64
+	// Memory: usage, working set (usage minus inactive file cache), RSS
+	// (anonymous memory), page faults, and the rest of the breakdown.
+	MemUsage, WorkingSet, RSS, PageFaults, MajorPageFaults                     uint64
+	MemCache, MemMapped, MemSwap, MemKernel, MemMaxUsage, MemFailcnt, OOMKills uint64
+	// MemLimit is the limit, 0 without one.
+	MemLimit uint64
+	// Processes is the number of tasks; PidsLimit 0 means no limit.
+	Processes, PidsLimit uint64
+	// IO per device.
+	IO []DeviceIO
+}
+
+// DeviceIO is one block device's I/O.
+type DeviceIO struct {
+	Major, Minor                         uint64
+	ReadBytes, WriteBytes, Reads, Writes uint64
+}
+
+// Reader reads cgroups of one driver and mode.
+type Reader struct {
+	Mode   host.CgroupMode
+	Driver string // cgroupfs or systemd
+}
+
+// Dir turns an OCI cgroupsPath into a cgroup path relative to a hierarchy
+// root: systemd's "slice:prefix:name" becomes the slice path and scope.
+func (r Reader) Dir(cgroupsPath string) string {
+	if r.Driver != "systemd" {
+		return cgroupsPath
+	}
+	parts := strings.SplitN(cgroupsPath, ":", 3)
+	if len(parts) != 3 {
+		return cgroupsPath
+	}
+	if parts[2] == "" {
+		return ExpandSlice(parts[0])
+	}
+	return path.Join(ExpandSlice(parts[0]), parts[1]+"-"+parts[2]+".scope")
+}
+
+// ExpandSlice turns "a-b-c.slice" into "/a.slice/a-b.slice/a-b-c.slice".
+func ExpandSlice(slice string) string {
+	name := strings.TrimSuffix(slice, ".slice")
+	if name == "" || name == "-" {
+		return "/"
+	}
+	out, prefix := "", ""
+	for _, comp := range strings.Split(name, "-") {
+		prefix += comp
+		out += "/" + prefix + ".slice"
+		prefix += "-"
+	}
+	return out
+}
+
+// ErrGone is returned for a cgroup that does not exist (any more).
+var ErrGone = errors.New("cgroup does not exist")
+
+// Read samples the cgroup at dir (relative to the hierarchy root).
+func (r Reader) Read(dir string) (Sample, error) {
+	s := Sample{At: time.Now()}
+	if r.Mode == host.CgroupV2 {
+		m, err := cgroup2.Load(dir)
+		if err != nil {
+			return s, err
+		}
+		st, err := m.Stat()
+		if err != nil {
+			if errors.Is(err, os.ErrNotExist) {
+				return s, ErrGone
+			}
+			return s, err
+		}
+		if c := st.CPU; c != nil {
+			s.CPUNanos, s.UserNanos, s.SystemNanos = c.UsageUsec*1000, c.UserUsec*1000, c.SystemUsec*1000
+			s.Periods, s.ThrottledPeriods, s.ThrottledNanos = c.NrPeriods, c.NrThrottled, c.ThrottledUsec*1000
+		}
+		if mem := st.Memory; mem != nil {
+			s.MemUsage, s.RSS, s.PageFaults, s.MajorPageFaults = mem.Usage, mem.Anon, mem.Pgfault, mem.Pgmajfault
+			s.WorkingSet = sub(mem.Usage, mem.InactiveFile)
+			s.MemCache, s.MemMapped, s.MemSwap, s.MemMaxUsage = mem.File, mem.FileMapped, mem.SwapUsage, mem.MaxUsage
+			s.MemKernel = mem.KernelStack + mem.Slab + mem.Sock
+			if mem.UsageLimit < 1<<62 {
+				s.MemLimit = mem.UsageLimit
+			}
+		}
+		if ev := st.MemoryEvents; ev != nil {
+			s.OOMKills, s.MemFailcnt = ev.OomKill, ev.Max
+		}
+		if st.Pids != nil {
+			s.Processes, s.PidsLimit = st.Pids.Current, st.Pids.Limit
+		}
+		if st.Io != nil {
+			for _, e := range st.Io.Usage {
+				s.IO = append(s.IO, DeviceIO{Major: e.Major, Minor: e.Minor, ReadBytes: e.Rbytes, WriteBytes: e.Wbytes, Reads: e.Rios, Writes: e.Wios})
+			}
+		}
+		return s, nil
+	}
+	cg, err := cgroup1.Load(cgroup1.StaticPath(dir))
+	if err != nil {
+		if errors.Is(err, cgroup1.ErrCgroupDeleted) || errors.Is(err, os.ErrNotExist) {
+			return s, ErrGone
+		}
+		return s, err
+	}
+	st, err := cg.Stat(cgroup1.IgnoreNotExist)
+	if err != nil {
+		return s, err
+	}
+	if c := st.CPU; c != nil {
+		if c.Usage != nil {
+			s.CPUNanos, s.UserNanos, s.SystemNanos = c.Usage.Total, c.Usage.User, c.Usage.Kernel
+		}
+		if t := c.Throttling; t != nil {
+			s.Periods, s.ThrottledPeriods, s.ThrottledNanos = t.Periods, t.ThrottledPeriods, t.ThrottledTime
+		}
+	}
+	if mem := st.Memory; mem != nil && mem.Usage != nil {
+		s.MemUsage, s.RSS, s.PageFaults, s.MajorPageFaults = mem.Usage.Usage, mem.TotalRSS, mem.TotalPgFault, mem.TotalPgMajFault
+		s.WorkingSet = sub(mem.Usage.Usage, mem.TotalInactiveFile)
+		s.MemCache, s.MemMapped = mem.TotalCache, mem.TotalMappedFile
+		s.MemMaxUsage, s.MemFailcnt = mem.Usage.Max, mem.Usage.Failcnt
+		if mem.Swap != nil {
+			s.MemSwap = sub(mem.Swap.Usage, mem.Usage.Usage)
+		}
+		if mem.Kernel != nil {
+			s.MemKernel = mem.Kernel.Usage
+		}
+		if mem.Usage.Limit < 1<<62 {
+			s.MemLimit = mem.Usage.Limit
+		}
+	}
+	if oc := st.MemoryOomControl; oc != nil {
+		s.OOMKills = oc.OomKill
+	}
+	if st.Pids != nil {
+		s.Processes, s.PidsLimit = st.Pids.Current, st.Pids.Limit
+	}
+	if b := st.Blkio; b != nil {
+		byDev := map[[2]uint64]*DeviceIO{}
+		dev := func(e *stats1.BlkIOEntry) *DeviceIO {
+			k := [2]uint64{e.Major, e.Minor}
+			if byDev[k] == nil {
+				byDev[k] = &DeviceIO{Major: e.Major, Minor: e.Minor}
+			}
+			return byDev[k]
+		}
+		for _, e := range b.IoServiceBytesRecursive {
+			switch strings.ToLower(e.Op) {
+			case "read":
+				dev(e).ReadBytes = e.Value
+			case "write":
+				dev(e).WriteBytes = e.Value
+			}
+		}
+		for _, e := range b.IoServicedRecursive {
+			switch strings.ToLower(e.Op) {
+			case "read":
+				dev(e).Reads = e.Value
+			case "write":
+				dev(e).Writes = e.Value
+			}
+		}
+		for _, d := range byDev {
+			s.IO = append(s.IO, *d)
+		}
+	}
+	return s, nil
+}
+
+func sub(a, b uint64) uint64 {
+	if b > a {
+		return 0
+	}
+	return a - b
+}
+
+// Remove deletes the cgroup at dir, and any cgroups left below it (gVisor
+// leaves its sandbox's), from every hierarchy. Only empty cgroups can go:
+// one with processes in it is an error. A missing one is fine.
+func (r Reader) Remove(dir string) error {
+	roots := []string{"/sys/fs/cgroup"}
+	if r.Mode != host.CgroupV2 {
+		ents, err := os.ReadDir("/sys/fs/cgroup")
+		if err != nil {
+			return err
+		}
+		roots = roots[:0]
+		for _, e := range ents {
+			if e.IsDir() && e.Name() != "unified" {
+				roots = append(roots, filepath.Join("/sys/fs/cgroup", e.Name()))
+			}
+		}
+	}
+	var errs []error
+	for _, root := range roots {
+		top := filepath.Join(root, dir)
+		var dirs []string
+		_ = filepath.WalkDir(top, func(p string, d fs.DirEntry, err error) error {
+			if err == nil && d.IsDir() {
+				dirs = append(dirs, p)
+			}
+			return nil
+		})
+		// Deepest first.
+		for i := len(dirs) - 1; i >= 0; i-- {
+			if err := unix.Rmdir(dirs[i]); err != nil && !errors.Is(err, unix.ENOENT) {
+				errs = append(errs, fmt.Errorf("remove cgroup %s: %w", dirs[i], err))
+			}
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// Procs lists the processes in the cgroup at dir.
+func (r Reader) Procs(dir string) []int {
+	file := filepath.Join("/sys/fs/cgroup", dir, "cgroup.procs")
+	if r.Mode != host.CgroupV2 {
+		file = filepath.Join("/sys/fs/cgroup/pids", dir, "cgroup.procs")
+	}
+	data, err := os.ReadFile(file)
+	if err != nil {
+		return nil
+	}
+	var pids []int
+	for _, f := range strings.Fields(string(data)) {
+		var pid int
+		if _, err := fmt.Sscan(f, &pid); err == nil {
+			pids = append(pids, pid)
+		}
+	}
+	return pids
+}

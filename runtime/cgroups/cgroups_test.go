@@ -1,0 +1,75 @@
+package cgroups
+
+import (
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"testing"
+	"time"
+
+	"github.com/berthrt/berth/runtime/host"
+)
+
+func TestExpandSlice(t *testing.T) {
+	for in, want := range map[string]string{
+		"kubepods-besteffort-pod1.slice": "/kubepods.slice/kubepods-besteffort.slice/kubepods-besteffort-pod1.slice",
+		"system.slice":                   "/system.slice",
+		"-.slice":                        "/",
+	} {
+		if got := ExpandSlice(in); got != want {
+			t.Errorf("ExpandSlice(%q) = %q, want %q", in, got, want)
+		}
+	}
+	r := Reader{Driver: "systemd"}
+	if got := r.Dir("system.slice:berth:abc"); got != "/system.slice/berth-abc.scope" {
+		t.Errorf("Dir = %q", got)
+	}
+}
+
+// TestReadRealCgroup puts a process in a fresh cgroup and reads it back.
+func TestReadRealCgroup(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("needs root to create cgroups")
+	}
+	mode := host.Cgroups()
+	r := Reader{Mode: mode, Driver: "cgroupfs"}
+	dir := "/berth-test-" + strconv.Itoa(os.Getpid())
+	roots := []string{"/sys/fs/cgroup/memory", "/sys/fs/cgroup/cpu,cpuacct", "/sys/fs/cgroup/cpuacct", "/sys/fs/cgroup/pids"}
+	if mode == host.CgroupV2 {
+		roots = []string{"/sys/fs/cgroup"}
+	}
+	cmd := exec.Command("sh", "-c", "i=0; while [ $i -lt 200000 ]; do i=$((i+1)); done; exec sleep 30")
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer cmd.Process.Kill()
+	for _, root := range roots {
+		if _, err := os.Stat(root); err != nil {
+			continue
+		}
+		d := filepath.Join(root, dir)
+		if err := os.MkdirAll(d, 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(filepath.Join(d, "cgroup.procs"), []byte(strconv.Itoa(cmd.Process.Pid)), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	time.Sleep(500 * time.Millisecond)
+	s, err := r.Read(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if s.CPUNanos == 0 || s.MemUsage == 0 || s.Processes != 1 {
+		t.Errorf("sample = %+v", s)
+	}
+	cmd.Process.Kill()
+	cmd.Wait()
+	if err := r.Remove(dir); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := r.Read(dir); err == nil {
+		t.Error("removed cgroup still reads")
+	}
+}

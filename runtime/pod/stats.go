@@ -1,0 +1,219 @@
+package pod
+
+import (
+	"context"
+	"errors"
+	"io/fs"
+	"path/filepath"
+	"sync"
+	"syscall"
+	"time"
+
+	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
+
+	"github.com/berthrt/berth/runtime/cgroups"
+	"github.com/berthrt/berth/runtime/spec"
+)
+
+// statsCache keeps what stats need across calls: the previous CPU sample
+// of each cgroup (CPU rate) and recent writable-layer sizes (walking a
+// layer on every call would be costly).
+type statsCache struct {
+	mu     sync.Mutex
+	cpu    map[string]cgroups.Sample
+	layers map[string]layerUsage
+}
+
+type layerUsage struct {
+	at            time.Time
+	bytes, inodes uint64
+}
+
+const layerUsageTTL = 10 * time.Second
+
+func u64(v uint64) *runtimeapi.UInt64Value { return &runtimeapi.UInt64Value{Value: v} }
+
+func (m *Manager) cgroupReader() cgroups.Reader {
+	return cgroups.Reader{Mode: m.host.CgroupMode, Driver: m.host.CgroupDriver}
+}
+
+// sample reads a cgroup and returns it with the CPU rate since the last
+// sample of the same cgroup (nil on the first).
+func (m *Manager) sample(cgroupsPath string) (cgroups.Sample, *runtimeapi.UInt64Value, error) {
+	s, err := m.cgroupReader().Read(m.cgroupReader().Dir(cgroupsPath))
+	if err != nil {
+		return s, nil, err
+	}
+	m.stats.mu.Lock()
+	defer m.stats.mu.Unlock()
+	if m.stats.cpu == nil {
+		m.stats.cpu = map[string]cgroups.Sample{}
+	}
+	var rate *runtimeapi.UInt64Value
+	if prev, ok := m.stats.cpu[cgroupsPath]; ok && s.At.After(prev.At) && s.CPUNanos >= prev.CPUNanos {
+		rate = u64(uint64(float64(s.CPUNanos-prev.CPUNanos) / s.At.Sub(prev.At).Seconds()))
+	}
+	m.stats.cpu[cgroupsPath] = s
+	return s, rate, nil
+}
+
+func cpuMemory(s cgroups.Sample, rate *runtimeapi.UInt64Value) (*runtimeapi.CpuUsage, *runtimeapi.MemoryUsage) {
+	ts := s.At.UnixNano()
+	mem := &runtimeapi.MemoryUsage{
+		Timestamp: ts, WorkingSetBytes: u64(s.WorkingSet), UsageBytes: u64(s.MemUsage),
+		RssBytes: u64(s.RSS), PageFaults: u64(s.PageFaults), MajorPageFaults: u64(s.MajorPageFaults),
+	}
+	if s.MemLimit > 0 && s.MemLimit >= s.WorkingSet {
+		mem.AvailableBytes = u64(s.MemLimit - s.WorkingSet)
+	}
+	return &runtimeapi.CpuUsage{Timestamp: ts, UsageCoreNanoSeconds: u64(s.CPUNanos), UsageNanoCores: rate}, mem
+}
+
+func (m *Manager) containerCgroupsPath(sb *sandbox, id string) string {
+	return spec.CgroupsPath(m.host, &spec.Pod{ID: sb.rec.ID, Config: sb.cfg}, id)
+}
+
+// containerStats reads one container; ok is false when it has no cgroup
+// (not created yet, or exited and deleted).
+func (m *Manager) containerStats(c *container) (*runtimeapi.ContainerStats, bool) {
+	rec := c.snapshot()
+	st := &runtimeapi.ContainerStats{Attributes: &runtimeapi.ContainerAttributes{
+		Id: rec.ID, Metadata: c.cfg.GetMetadata(), Labels: c.cfg.GetLabels(), Annotations: c.cfg.GetAnnotations(),
+	}}
+	st.WritableLayer = m.writableLayer(rec.ID)
+	sb, err := m.getSandbox(rec.SandboxID)
+	if err != nil || rec.State == stateExited {
+		return st, false
+	}
+	s, rate, err := m.sample(m.containerCgroupsPath(sb, rec.ID))
+	if err != nil {
+		if !errors.Is(err, cgroups.ErrGone) {
+			m.log.Debug("container stats", "id", rec.ID, "err", err)
+		}
+		return st, false
+	}
+	st.Cpu, st.Memory = cpuMemory(s, rate)
+	return st, true
+}
+
+// writableLayer measures the container's upper directory, cached briefly.
+func (m *Manager) writableLayer(id string) *runtimeapi.FilesystemUsage {
+	m.stats.mu.Lock()
+	if m.stats.layers == nil {
+		m.stats.layers = map[string]layerUsage{}
+	}
+	u, ok := m.stats.layers[id]
+	m.stats.mu.Unlock()
+	if !ok || time.Since(u.at) > layerUsageTTL {
+		u = layerUsage{at: time.Now()}
+		u.bytes, u.inodes = diskUsage(filepath.Join(m.ctrRootDir(), id, "upper"))
+		m.stats.mu.Lock()
+		m.stats.layers[id] = u
+		m.stats.mu.Unlock()
+	}
+	return &runtimeapi.FilesystemUsage{
+		Timestamp: u.at.UnixNano(), FsId: &runtimeapi.FilesystemIdentifier{Mountpoint: m.ctrRootDir()},
+		UsedBytes: u64(u.bytes), InodesUsed: u64(u.inodes),
+	}
+}
+
+// diskUsage sums the allocated bytes and counts the inodes under dir.
+func diskUsage(dir string) (bytes, inodes uint64) {
+	seen := map[uint64]bool{}
+	_ = filepath.WalkDir(dir, func(p string, d fs.DirEntry, err error) error {
+		if err != nil {
+			return nil
+		}
+		fi, err := d.Info()
+		if err != nil {
+			return nil
+		}
+		if st, ok := fi.Sys().(*syscall.Stat_t); ok && !seen[st.Ino] {
+			seen[st.Ino] = true
+			bytes += uint64(st.Blocks) * 512
+			inodes++
+		}
+		return nil
+	})
+	return bytes, inodes
+}
+
+// ContainerStats reports one container.
+func (m *Manager) ContainerStats(ctx context.Context, id string) (*runtimeapi.ContainerStats, error) {
+	c, err := m.getContainer(id)
+	if err != nil {
+		return nil, err
+	}
+	st, _ := m.containerStats(c)
+	return st, nil
+}
+
+// ListContainerStats reports the containers matching f that have a cgroup.
+func (m *Manager) ListContainerStats(ctx context.Context, f *runtimeapi.ContainerStatsFilter) []*runtimeapi.ContainerStats {
+	cs := m.ListContainers(ctx, &runtimeapi.ContainerFilter{Id: f.GetId(), PodSandboxId: f.GetPodSandboxId(), LabelSelector: f.GetLabelSelector()})
+	var out []*runtimeapi.ContainerStats
+	for _, lc := range cs {
+		c, err := m.getContainer(lc.Id)
+		if err != nil {
+			continue
+		}
+		if st, ok := m.containerStats(c); ok {
+			out = append(out, st)
+		}
+	}
+	return out
+}
+
+// PodSandboxStats reports a pod: its cgroup, network and processes, and
+// its containers.
+func (m *Manager) PodSandboxStats(ctx context.Context, id string) (*runtimeapi.PodSandboxStats, error) {
+	sb, err := m.getSandbox(id)
+	if err != nil {
+		return nil, err
+	}
+	return m.podStats(ctx, sb), nil
+}
+
+// ListPodSandboxStats reports the pods matching f.
+func (m *Manager) ListPodSandboxStats(ctx context.Context, f *runtimeapi.PodSandboxStatsFilter) []*runtimeapi.PodSandboxStats {
+	var out []*runtimeapi.PodSandboxStats
+	for _, p := range m.ListPodSandbox(ctx, &runtimeapi.PodSandboxFilter{Id: f.GetId(), LabelSelector: f.GetLabelSelector()}) {
+		if sb, err := m.getSandbox(p.Id); err == nil {
+			out = append(out, m.podStats(ctx, sb))
+		}
+	}
+	return out
+}
+
+func (m *Manager) podStats(ctx context.Context, sb *sandbox) *runtimeapi.PodSandboxStats {
+	rec := sb.snapshot()
+	st := &runtimeapi.PodSandboxStats{
+		Attributes: &runtimeapi.PodSandboxAttributes{Id: rec.ID, Metadata: sb.cfg.GetMetadata(), Labels: sb.cfg.GetLabels(), Annotations: sb.cfg.GetAnnotations()},
+		Linux:      &runtimeapi.LinuxPodSandboxStats{},
+	}
+	pod := &spec.Pod{ID: rec.ID, Config: sb.cfg}
+	if s, rate, err := m.sample(pod.CgroupParent(m.host.CgroupDriver)); err == nil {
+		st.Linux.Cpu, st.Linux.Memory = cpuMemory(s, rate)
+		st.Linux.Process = &runtimeapi.ProcessUsage{Timestamp: s.At.UnixNano(), ProcessCount: u64(s.Processes)}
+	}
+	if rec.State == stateReady && rec.PausePid > 0 && !hostNetwork(sb.cfg) {
+		st.Linux.Network = networkUsage(rec.PausePid)
+	}
+	st.Linux.Containers = m.ListContainerStats(ctx, &runtimeapi.ContainerStatsFilter{PodSandboxId: rec.ID})
+	return st
+}
+
+// networkUsage reads the interface counters of the network namespace of
+// pid.
+func networkUsage(pid int) *runtimeapi.NetworkUsage {
+	nu := &runtimeapi.NetworkUsage{Timestamp: time.Now().UnixNano()}
+	for _, nic := range readNetDev(pid) {
+		iface := &runtimeapi.NetworkInterfaceUsage{Name: nic.name, RxBytes: u64(nic.rxBytes), RxErrors: u64(nic.rxErrors),
+			TxBytes: u64(nic.txBytes), TxErrors: u64(nic.txErrors)}
+		nu.Interfaces = append(nu.Interfaces, iface)
+		if nic.name == "eth0" {
+			nu.DefaultInterface = iface
+		}
+	}
+	return nu
+}
