@@ -148,8 +148,14 @@ func Default() *Config {
 		if err != nil {
 			continue
 		}
-		// runsc keeps its own default platform: older releases lack systrap.
-		c.Runtimes[name] = Runtime{Path: path, Root: filepath.Join(c.State, "runtime", name)}
+		rt := Runtime{Path: path, Root: filepath.Join(c.State, "runtime", name)}
+		if name == "runsc" {
+			// gVisor enforces a container's seccomp profile only when asked
+			// to (it filters system calls in its own kernel otherwise). Its
+			// platform stays its own default: older releases lack systrap.
+			rt.Args = []string{"--oci-seccomp"}
+		}
+		c.Runtimes[name] = rt
 		if c.DefaultRuntime == "" {
 			c.DefaultRuntime = name
 		}

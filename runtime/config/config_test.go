@@ -39,7 +39,7 @@ func TestDefaultRoundTrips(t *testing.T) {
 	if again := Render(got); again != text {
 		t.Fatalf("round trip differs:\n got %s\nwant %s", again, text)
 	}
-	for _, want := range []string{"[runtimes.runc]", "[runtimes.crun]", "[runtimes.runsc]", `default_runtime = "runc"`, "# "} {
+	for _, want := range []string{"[runtimes.runc]", "[runtimes.crun]", "[runtimes.runsc]", `args = ["--oci-seccomp"]`, `default_runtime = "runc"`, "# "} {
 		if !strings.Contains(text, want) {
 			t.Errorf("rendered default lacks %q", want)
 		}

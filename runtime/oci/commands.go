@@ -129,3 +129,40 @@ func LastError(logFile string) string {
 	}
 	return last
 }
+
+// Stats is what `events --stats` reports of a container: for gVisor the
+// only view of a container's use inside its sandbox.
+type Stats struct {
+	CPUNanos, MemUsage, MemLimit, Pids uint64
+}
+
+// Stats runs `events --stats`.
+func (r *Runtime) Stats(ctx context.Context, id string) (*Stats, error) {
+	out, err := r.Command(ctx, "events", "--stats", id).Output()
+	if err != nil {
+		return nil, err
+	}
+	var ev struct {
+		Data struct {
+			CPU struct {
+				Usage struct {
+					Total uint64 `json:"total"`
+				} `json:"usage"`
+			} `json:"cpu"`
+			Memory struct {
+				Usage struct {
+					Usage uint64 `json:"usage"`
+					Limit uint64 `json:"limit"`
+				} `json:"usage"`
+			} `json:"memory"`
+			Pids struct {
+				Current uint64 `json:"current"`
+			} `json:"pids"`
+		} `json:"data"`
+	}
+	if err := json.Unmarshal(out, &ev); err != nil {
+		return nil, err
+	}
+	d := ev.Data
+	return &Stats{CPUNanos: d.CPU.Usage.Total, MemUsage: d.Memory.Usage.Usage, MemLimit: d.Memory.Usage.Limit, Pids: d.Pids.Current}, nil
+}

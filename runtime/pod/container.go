@@ -435,6 +435,7 @@ func (m *Manager) removeContainer(ctx context.Context, c *container) error {
 	delete(m.containers, rec.ID)
 	m.mu.Unlock()
 	m.release(rec.Name, rec.ID)
+	m.forgetStats(rec.ID)
 	c.markExited()
 	m.emit(runtimeapi.ContainerEventType_CONTAINER_DELETED_EVENT, rec.ID, rec.SandboxID)
 	logctx.From(ctx, m.log).Info("container removed", "id", rec.ID)

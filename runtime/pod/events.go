@@ -4,6 +4,8 @@ import (
 	"context"
 	"time"
 
+	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
+
 	shimv1 "github.com/berthrt/berth/proto/berth/shim/v1"
 	"github.com/berthrt/berth/runtime/shim"
 	"github.com/berthrt/berth/runtime/shim/service"
@@ -90,6 +92,7 @@ func (m *Manager) pauseExited(sb *sandbox) {
 		if !expected {
 			m.log.Warn("sandbox container exited; pod not ready", "pod", sb.rec.ID)
 		}
+		defer m.emit(runtimeapi.ContainerEventType_CONTAINER_STOPPED_EVENT, sb.rec.ID, sb.rec.ID)
 		if err := m.saveSandbox(sb); err != nil {
 			m.log.Error("record sandbox state", "pod", sb.rec.ID, "err", err)
 		}

@@ -150,7 +150,7 @@ func (m *Manager) containerMetrics(sb *sandbox, c *container) *runtimeapi.Contai
 	}
 	r := m.cgroupReader()
 	dir := r.Dir(m.containerCgroupsPath(sb, rec.ID))
-	s, err := r.Read(dir)
+	s, _, err := m.containerSample(sb, rec.ID)
 	if err != nil {
 		return nil
 	}

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -215,7 +216,7 @@ func (m *Manager) RunPodSandbox(ctx context.Context, cfg *runtimeapi.PodSandboxC
 	}
 
 	client, err := shim.Spawn(ctx, shim.SpawnOptions{
-		Binary: m.shimBin, PodID: id, StateDir: dir, Socket: m.shimSocket(id), Runtime: h.Runtime, LogLevel: m.logLevel,
+		Binary: m.shimBin, PodID: id, StateDir: dir, Socket: m.shimSocket(id), Runtime: podRuntime(h, cfg), LogLevel: m.logLevel,
 	})
 	if err != nil {
 		return "", err
@@ -270,6 +271,16 @@ func (m *Manager) RunPodSandbox(ctx context.Context, cfg *runtimeapi.PodSandboxC
 	m.emit(runtimeapi.ContainerEventType_CONTAINER_STARTED_EVENT, id, id)
 	log.Info("pod sandbox running", "id", id, "name", name, "handler", h.Handler, "ips", sb.rec.IPs)
 	return id, nil
+}
+
+// podRuntime is the handler's runtime as this pod's shim runs it: gVisor
+// serves a host-network pod from the host's network stack.
+func podRuntime(h *oci.Handler, cfg *runtimeapi.PodSandboxConfig) *oci.Runtime {
+	rt := *h.Runtime
+	if rt.Kind() == "runsc" && hostNetwork(cfg) {
+		rt.Args = append(slices.Clone(rt.Args), "--network=host")
+	}
+	return &rt
 }
 
 func (m *Manager) networkPod(sb *sandbox) network.Pod {
@@ -356,7 +367,6 @@ func (m *Manager) StopPodSandbox(ctx context.Context, id string) error {
 }
 
 func (m *Manager) stopSandbox(ctx context.Context, sb *sandbox) error {
-	log := logctx.From(ctx, m.log)
 	for _, c := range m.podContainers(sb.rec.ID) {
 		if err := m.stopContainer(ctx, c, 0); err != nil {
 			return err
@@ -401,7 +411,7 @@ func (m *Manager) stopSandbox(ctx context.Context, sb *sandbox) error {
 	sb.rec.State = stateNotReady
 	sb.mu.Unlock()
 	if changed {
-		log.Info("pod sandbox stopped", "id", rec.ID)
+		// The sandbox container outlived its kill: no exit event said so.
 		defer m.emit(runtimeapi.ContainerEventType_CONTAINER_STOPPED_EVENT, rec.ID, rec.ID)
 	}
 	return m.saveSandbox(sb)
@@ -467,6 +477,7 @@ func (m *Manager) RemovePodSandbox(ctx context.Context, id string) error {
 	delete(m.sandboxes, rec.ID)
 	m.mu.Unlock()
 	m.release(rec.Name, rec.ID)
+	m.forgetStats(rec.ID)
 	m.emit(runtimeapi.ContainerEventType_CONTAINER_DELETED_EVENT, rec.ID, rec.ID)
 	logctx.From(ctx, m.log).Info("pod sandbox removed", "id", rec.ID)
 	return nil

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"io/fs"
 	"path/filepath"
+	"strings"
 	"sync"
 	"syscall"
 	"time"
@@ -44,17 +45,56 @@ func (m *Manager) sample(cgroupsPath string) (cgroups.Sample, *runtimeapi.UInt64
 	if err != nil {
 		return s, nil, err
 	}
+	return s, m.cpuRate(cgroupsPath, s), nil
+}
+
+// runtimeSample asks the runtime (gVisor) for a container's use: its
+// processes run in the sandbox, not in the container's host cgroup.
+func (m *Manager) runtimeSample(sb *sandbox, id string) (cgroups.Sample, *runtimeapi.UInt64Value, error) {
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	st, err := sb.handler.Stats(ctx, id)
+	if err != nil {
+		return cgroups.Sample{}, nil, err
+	}
+	s := cgroups.Sample{At: time.Now(), CPUNanos: st.CPUNanos, MemUsage: st.MemUsage, WorkingSet: st.MemUsage, MemLimit: st.MemLimit, Processes: st.Pids}
+	return s, m.cpuRate("runtime:"+id, s), nil
+}
+
+// cpuRate is the CPU use in nanocores since the last sample under key.
+func (m *Manager) cpuRate(key string, s cgroups.Sample) *runtimeapi.UInt64Value {
 	m.stats.mu.Lock()
 	defer m.stats.mu.Unlock()
 	if m.stats.cpu == nil {
 		m.stats.cpu = map[string]cgroups.Sample{}
 	}
 	var rate *runtimeapi.UInt64Value
-	if prev, ok := m.stats.cpu[cgroupsPath]; ok && s.At.After(prev.At) && s.CPUNanos >= prev.CPUNanos {
+	if prev, ok := m.stats.cpu[key]; ok && s.At.After(prev.At) && s.CPUNanos >= prev.CPUNanos {
 		rate = u64(uint64(float64(s.CPUNanos-prev.CPUNanos) / s.At.Sub(prev.At).Seconds()))
 	}
-	m.stats.cpu[cgroupsPath] = s
-	return s, rate, nil
+	m.stats.cpu[key] = s
+	return rate
+}
+
+// forgetStats drops the cached readings of a removed container or pod.
+func (m *Manager) forgetStats(id string) {
+	m.stats.mu.Lock()
+	defer m.stats.mu.Unlock()
+	delete(m.stats.layers, id)
+	delete(m.stats.cpu, "runtime:"+id)
+	for k := range m.stats.cpu {
+		if strings.HasSuffix(k, "/"+id) || strings.HasSuffix(k, ":"+id) {
+			delete(m.stats.cpu, k)
+		}
+	}
+}
+
+// containerSample reads a container's use where its handler keeps it.
+func (m *Manager) containerSample(sb *sandbox, id string) (cgroups.Sample, *runtimeapi.UInt64Value, error) {
+	if sb.handler.Kind() == "runsc" {
+		return m.runtimeSample(sb, id)
+	}
+	return m.sample(m.containerCgroupsPath(sb, id))
 }
 
 func cpuMemory(s cgroups.Sample, rate *runtimeapi.UInt64Value) (*runtimeapi.CpuUsage, *runtimeapi.MemoryUsage) {
@@ -85,7 +125,7 @@ func (m *Manager) containerStats(c *container) (*runtimeapi.ContainerStats, bool
 	if err != nil || rec.State == stateExited {
 		return st, false
 	}
-	s, rate, err := m.sample(m.containerCgroupsPath(sb, rec.ID))
+	s, rate, err := m.containerSample(sb, rec.ID)
 	if err != nil {
 		if !errors.Is(err, cgroups.ErrGone) {
 			m.log.Debug("container stats", "id", rec.ID, "err", err)

@@ -1,0 +1,253 @@
+package e2e
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
+
+	"github.com/berthrt/berth/test/harness"
+)
+
+// crictlCmd builds a crictl command against b (for commands that stream).
+func crictlCmd(ctx context.Context, t *testing.T, b *harness.Berthd, args ...string) *exec.Cmd {
+	full := append([]string{"--runtime-endpoint", "unix://" + b.Socket, "--image-endpoint", "unix://" + b.Socket, "--timeout", "60s"}, args...)
+	return exec.CommandContext(ctx, harness.Tool(t, "crictl"), full...)
+}
+
+func TestStreamingAndRuntimeExtras(t *testing.T) {
+	for i, handler := range handlers {
+		t.Run(handler, func(t *testing.T) {
+			b := startBerthd(t, handler)
+			dir := t.TempDir()
+			b.Crictl(t, "pull", "busybox:1.36")
+			podCfg := podConfig(t, dir, "extras", 0)
+
+			// Events from the start, to see the whole lifecycle.
+			ectx, ecancel := context.WithCancel(context.Background())
+			defer ecancel()
+			events := crictlCmd(ectx, t, b, "events", "-o", "json")
+			var evOut bytes.Buffer
+			events.Stdout = &evOut
+			if err := events.Start(); err != nil {
+				t.Fatal(err)
+			}
+			time.Sleep(300 * time.Millisecond)
+
+			pod := strings.TrimSpace(b.Crictl(t, "runp", podCfg))
+			loop := strings.TrimSpace(b.Crictl(t, "create", pod, ctrConfig(t, dir, "loop", "i=0; while true; do echo line-$i; i=$((i+1)); sleep 0.1; done"), podCfg))
+			b.Crictl(t, "start", loop)
+			waitState(t, b, loop, "CONTAINER_RUNNING")
+
+			// exec with stdin, and the exit code reaching the client.
+			cmd := crictlCmd(context.Background(), t, b, "exec", "-i", loop, "sh", "-c", "read x; echo got-$x; exit 3")
+			cmd.Stdin = strings.NewReader("hello\n")
+			out, err := cmd.CombinedOutput()
+			if !strings.Contains(string(out), "got-hello") || err == nil || !strings.Contains(string(out), "exit code 3") {
+				t.Errorf("exec -i: %v\n%s", err, out)
+			}
+			// exec with a terminal (script gives crictl one).
+			tty := exec.Command("script", "-qec", shellJoin(crictlCmd(context.Background(), t, b, "exec", "-it", loop, "sh", "-c", "echo via-terminal; tty").Args), "/dev/null")
+			tty.Stdin = strings.NewReader("")
+			out, err = tty.CombinedOutput()
+			if !strings.Contains(string(out), "via-terminal") {
+				t.Errorf("exec -it: %v\n%s", err, out)
+			}
+			// gVisor hands the exec'd process the terminal as a host file that
+			// it does not treat as a tty; runc and crun give a real one.
+			if handler != "runsc" && (err != nil || !strings.Contains(string(out), "/dev/pts/")) {
+				t.Errorf("exec -it has no terminal: %v\n%s", err, out)
+			}
+
+			// attach to a container whose stdin is open.
+			attCfg := writeJSON(t, filepath.Join(dir, "att.json"), map[string]any{
+				"metadata": map[string]any{"name": "att"}, "image": map[string]any{"image": "busybox:1.36"},
+				"command": []string{"sh"}, "stdin": true, "stdin_once": true, "log_path": "att.log", "linux": map[string]any{},
+			})
+			att := strings.TrimSpace(b.Crictl(t, "create", pod, attCfg, podCfg))
+			b.Crictl(t, "start", att)
+			waitState(t, b, att, "CONTAINER_RUNNING")
+			cmd = crictlCmd(context.Background(), t, b, "attach", "-i", att)
+			cmd.Stdin = strings.NewReader("echo attached-$((40+2)); exit 4\n")
+			out, err = cmd.CombinedOutput()
+			if !strings.Contains(string(out), "attached-42") {
+				t.Errorf("attach: %v\n%s", err, out)
+			}
+			if in := waitState(t, b, att, "CONTAINER_EXITED"); in.Status.ExitCode != 4 {
+				t.Errorf("attached shell exit: %+v", in.Status)
+			}
+
+			// port-forward to a server in the pod.
+			web := strings.TrimSpace(b.Crictl(t, "create", pod, ctrConfig(t, dir, "web", "mkdir -p /www && echo forwarded > /www/index.html && exec httpd -f -p 8080 -h /www"), podCfg))
+			b.Crictl(t, "start", web)
+			waitState(t, b, web, "CONTAINER_RUNNING")
+			local := 19180 + i
+			pctx, pcancel := context.WithCancel(context.Background())
+			pf := crictlCmd(pctx, t, b, "port-forward", pod, fmt.Sprintf("%d:8080", local))
+			if err := pf.Start(); err != nil {
+				t.Fatal(err)
+			}
+			if body := httpGet(t, fmt.Sprintf("http://127.0.0.1:%d/", local)); body != "forwarded\n" {
+				t.Errorf("port-forward: %q", body)
+			}
+			pcancel()
+			_ = pf.Wait()
+
+			// stats and statsp.
+			var stats struct {
+				Stats []struct {
+					Attributes struct{ ID string } `json:"attributes"`
+					CPU        struct {
+						UsageCoreNanoSeconds struct{ Value string } `json:"usageCoreNanoSeconds"`
+					} `json:"cpu"`
+					Memory struct {
+						WorkingSetBytes struct{ Value string } `json:"workingSetBytes"`
+					} `json:"memory"`
+					WritableLayer struct {
+						UsedBytes struct{ Value string } `json:"usedBytes"`
+					} `json:"writableLayer"`
+				}
+			}
+			b.CrictlJSON(t, &stats, "stats", "--id", loop)
+			if len(stats.Stats) != 1 || num(stats.Stats[0].CPU.UsageCoreNanoSeconds.Value) == 0 || num(stats.Stats[0].Memory.WorkingSetBytes.Value) == 0 {
+				t.Errorf("crictl stats: %+v", stats)
+			}
+			var podStats struct {
+				Stats []struct {
+					Linux struct {
+						CPU struct {
+							UsageCoreNanoSeconds struct{ Value string } `json:"usageCoreNanoSeconds"`
+						} `json:"cpu"`
+						Network struct {
+							DefaultInterface struct {
+								Name    string
+								RxBytes struct{ Value string } `json:"rxBytes"`
+							} `json:"defaultInterface"`
+						} `json:"network"`
+						Process struct {
+							ProcessCount struct{ Value string } `json:"processCount"`
+						} `json:"process"`
+						Containers []json.RawMessage `json:"containers"`
+					} `json:"linux"`
+				}
+			}
+			b.CrictlJSON(t, &podStats, "statsp", "--id", pod)
+			if len(podStats.Stats) != 1 {
+				t.Fatalf("crictl statsp: %+v", podStats)
+			}
+			ps := podStats.Stats[0].Linux
+			if num(ps.CPU.UsageCoreNanoSeconds.Value) == 0 || ps.Network.DefaultInterface.Name != "eth0" || num(ps.Network.DefaultInterface.RxBytes.Value) == 0 || len(ps.Containers) < 2 {
+				t.Errorf("pod stats = %+v", ps)
+			}
+			if handler != "runsc" && num(ps.Process.ProcessCount.Value) < 3 {
+				t.Errorf("pod process count = %s", ps.Process.ProcessCount.Value)
+			}
+
+			// update: new limits reach the cgroup.
+			b.Crictl(t, "update", "--memory", "67108864", "--cpu-share", "512", loop)
+			if handler != "runsc" {
+				limit, err := os.ReadFile(filepath.Join("/sys/fs/cgroup/memory/berth", pod, loop, "memory.limit_in_bytes"))
+				if err != nil || strings.TrimSpace(string(limit)) != "67108864" {
+					t.Errorf("memory limit after update = %q, %v", limit, err)
+				}
+			}
+			var upd struct {
+				Status struct {
+					Resources struct {
+						Linux struct {
+							MemoryLimitInBytes string `json:"memoryLimitInBytes"`
+						} `json:"linux"`
+					} `json:"resources"`
+				} `json:"status"`
+			}
+			b.CrictlJSON(t, &upd, "inspect", loop)
+			if upd.Status.Resources.Linux.MemoryLimitInBytes != "67108864" {
+				t.Errorf("inspect after update: %+v", upd.Status.Resources)
+			}
+
+			// Log rotation: rename the file, reopen, new lines land anew.
+			logPath := filepath.Join(dir, "logs", "extras", "loop.log")
+			if err := os.Rename(logPath, logPath+".1"); err != nil {
+				t.Fatal(err)
+			}
+			if _, err := b.Client(t).ReopenContainerLog(context.Background(), &runtimeapi.ReopenContainerLogRequest{ContainerId: loop}); err != nil {
+				t.Fatal(err)
+			}
+			time.Sleep(500 * time.Millisecond)
+			fresh, err := os.ReadFile(logPath)
+			if err != nil || !strings.Contains(string(fresh), " stdout F line-") {
+				t.Errorf("reopened log: %q, %v", fresh, err)
+			}
+
+			// metrics.
+			if out := b.Crictl(t, "metricdescs"); !strings.Contains(out, "container_cpu_usage_seconds_total") {
+				t.Errorf("metricdescs lacks cpu usage:\n%.400s", out)
+			}
+			if out := b.Crictl(t, "metricsp"); !strings.Contains(out, pod) || !strings.Contains(out, "container_memory_working_set_bytes") {
+				t.Errorf("metricsp lacks the pod's metrics:\n%.400s", out)
+			}
+
+			b.Crictl(t, "stop", "--timeout", "0", loop)
+			b.Crictl(t, "rmp", "-f", pod)
+			time.Sleep(300 * time.Millisecond)
+			ecancel()
+			_ = events.Wait()
+			got := map[string]bool{}
+			dec := json.NewDecoder(&evOut)
+			for {
+				var ev struct {
+					ContainerID        string `json:"containerId"`
+					ContainerEventType string `json:"containerEventType"`
+				}
+				if dec.Decode(&ev) != nil {
+					break
+				}
+				got[ev.ContainerID[:12]+" "+ev.ContainerEventType] = true
+			}
+			for _, want := range []string{
+				pod[:12] + " CONTAINER_CREATED_EVENT", pod[:12] + " CONTAINER_STARTED_EVENT",
+				loop[:12] + " CONTAINER_CREATED_EVENT", loop[:12] + " CONTAINER_STARTED_EVENT",
+				loop[:12] + " CONTAINER_STOPPED_EVENT", loop[:12] + " CONTAINER_DELETED_EVENT",
+				att[:12] + " CONTAINER_STOPPED_EVENT",
+				pod[:12] + " CONTAINER_STOPPED_EVENT", pod[:12] + " CONTAINER_DELETED_EVENT",
+			} {
+				if !got[want] {
+					t.Errorf("crictl events lacks %s (got %v)\n%s", want, got, grepLog(b.Log(), want[:12]))
+				}
+			}
+		})
+	}
+}
+
+func num(s string) uint64 {
+	n, _ := strconv.ParseUint(s, 10, 64)
+	return n
+}
+
+func grepLog(log, s string) string {
+	var out []string
+	for _, l := range strings.Split(log, "\n") {
+		if strings.Contains(l, s) {
+			out = append(out, l)
+		}
+	}
+	return strings.Join(out, "\n")
+}
+
+// shellJoin quotes args for sh (script -c runs its command through it).
+func shellJoin(args []string) string {
+	q := make([]string, len(args))
+	for i, a := range args {
+		q[i] = "'" + strings.ReplaceAll(a, "'", `'\''`) + "'"
+	}
+	return strings.Join(q, " ")
+}
