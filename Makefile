@@ -5,7 +5,7 @@ BIN := $(CURDIR)/bin
 GO_PKGS := ./runtime/... ./server/... ./cmd/... ./proto/...
 HANDLER ?= runc
 
-.PHONY: all build install run deps test-deps test test-root test-all lint protos critest bench clean
+.PHONY: all build install run deps test-deps test test-root test-all lint protos critest critest-all bench clean
 
 all: build
 
@@ -36,8 +36,14 @@ test-root: build
 	@[ "$$(id -u)" = 0 ] || { echo "test-root needs root"; exit 1; }
 	BERTH_BIN=$(BIN) go test -count=1 -timeout 30m ./test/...
 
-# Everything, as CI runs it: prerequisites, lint, unit and root tests.
-test-all: test-deps lint protos test test-root
+# Everything, as CI runs it: prerequisites, lint, unit and root tests, and
+# the CRI validation suite on every handler.
+test-all: test-deps lint protos test test-root critest-all
+
+critest-all:
+	$(MAKE) critest HANDLER=runc
+	$(MAKE) critest HANDLER=crun
+	$(MAKE) critest HANDLER=runsc
 
 lint:
 	go vet ./...

@@ -129,7 +129,13 @@ func serve(cfg *config.Config, f flags, log *slog.Logger) error {
 		return err
 	}
 	defer db.Close()
-	images, err := image.New(db, image.OptionsFromConfig(cfg, log.With("room", "image")))
+	var metrics *server.Metrics
+	imgOpts := image.OptionsFromConfig(cfg, log.With("room", "image"))
+	if cfg.Metrics.Address != "" {
+		metrics = server.NewMetrics()
+		imgOpts.OnPull = metrics.ObservePull
+	}
+	images, err := image.New(db, imgOpts)
 	if err != nil {
 		return fmt.Errorf("image store: %w", err)
 	}
@@ -170,6 +176,17 @@ func serve(cfg *config.Config, f flags, log *slog.Logger) error {
 	log.Info("streaming server", "address", stream.Addr(), "tls", tlsCfg != nil)
 
 	ic := server.Interceptors{Log: log}
+	if metrics != nil {
+		metrics.SetInventory(pods)
+		ic.Observer = metrics
+		mctx, stopMetrics := context.WithCancel(ctx)
+		defer stopMetrics()
+		addr, err := metrics.Serve(mctx, cfg.Metrics.Address)
+		if err != nil {
+			return fmt.Errorf("metrics: %w", err)
+		}
+		log.Info("metrics server", "address", addr.String())
+	}
 	srv := grpc.NewServer(
 		grpc.ChainUnaryInterceptor(ic.Unary),
 		grpc.ChainStreamInterceptor(ic.Stream),

@@ -258,12 +258,15 @@ func isUnavailable(err error) bool {
 		errors.Is(err, io.ErrUnexpectedEOF) || errors.Is(err, unix.ECONNREFUSED) || errors.Is(err, unix.ECONNRESET)
 }
 
-func (s *Store) pull(ctx context.Context, ref Ref, auth *Auth) (*Image, error) {
+func (s *Store) pull(ctx context.Context, ref Ref, auth *Auth) (img *Image, err error) {
 	start := time.Now()
 	ctx, cancel := context.WithCancelCause(ctx)
 	defer cancel(nil)
 	prog := &progress{last: atomic.Int64{}}
 	prog.touch()
+	if s.opts.OnPull != nil {
+		defer func() { s.opts.OnPull(prog.done.Load(), time.Since(start), err) }()
+	}
 	go prog.watch(ctx, cancel, s.opts.ProgressTimeout, func(done, total int64) {
 		s.log.Info("pull progress", "ref", ref.String(), "bytes", done, "total", total)
 	})
@@ -325,7 +328,7 @@ func (s *Store) pull(ctx context.Context, ref Ref, auth *Auth) (*Image, error) {
 		return nil, err
 	}
 	hook("blobs-written")
-	img := &Image{ID: id, Size: size, Chain: chain, Manifest: "sha256:" + hexSum(rawManifest), Pulled: time.Now().UTC()}
+	img = &Image{ID: id, Size: size, Chain: chain, Manifest: "sha256:" + hexSum(rawManifest), Pulled: time.Now().UTC()}
 	if err := s.commit(ref, res.topDigest, img, records); err != nil {
 		return nil, err
 	}

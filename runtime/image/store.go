@@ -76,6 +76,8 @@ type Options struct {
 	Mirrors                map[string][]string
 	InsecureRegistries     []string
 	Logger                 *slog.Logger
+	// OnPull, if set, learns the outcome of every pull (for metrics).
+	OnPull func(bytes int64, d time.Duration, err error)
 }
 
 // OptionsFromConfig maps berthd's config to store options.

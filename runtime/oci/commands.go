@@ -17,15 +17,10 @@ func (r *Runtime) logArgs(logFile string) []string {
 	if logFile == "" {
 		return nil
 	}
-	switch r.Kind() {
-	case "crun":
+	if r.Kind() == "crun" {
 		return []string{"--log=file:" + logFile, "--log-format=json"}
-	case "runsc":
-		// runsc's --log is its debug log; errors go to stderr.
-		return nil
-	default:
-		return []string{"--log", logFile, "--log-format", "json"}
 	}
+	return []string{"--log", logFile, "--log-format", "json"}
 }
 
 func (r *Runtime) cmd(ctx context.Context, logFile string, args ...string) *exec.Cmd {

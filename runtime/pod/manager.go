@@ -239,3 +239,30 @@ func specRuntime(h *oci.Handler) spec.Runtime {
 	}
 	return rt
 }
+
+// Inventory counts pods and containers per handler (containers also per
+// CRI state) and the shims berthd is connected to.
+func (m *Manager) Inventory() (pods map[string]int, containers map[string]map[string]int, shims int) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	pods, containers = map[string]int{}, map[string]map[string]int{}
+	for _, sb := range m.sandboxes {
+		rec := sb.snapshot()
+		pods[rec.Handler]++
+		if c, _ := sb.client(); c != nil {
+			shims++
+		}
+	}
+	for _, c := range m.containers {
+		rec := c.snapshot()
+		h := ""
+		if sb := m.sandboxes[rec.SandboxID]; sb != nil {
+			h = sb.rec.Handler
+		}
+		if containers[h] == nil {
+			containers[h] = map[string]int{}
+		}
+		containers[h][rec.State]++
+	}
+	return pods, containers, shims
+}

@@ -8,6 +8,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"strconv"
 	"strings"
 	"testing"
@@ -56,7 +57,9 @@ func TestStreamingAndRuntimeExtras(t *testing.T) {
 				t.Errorf("exec -i: %v\n%s", err, out)
 			}
 			// exec with a terminal (script gives crictl one).
-			tty := exec.Command("script", "-qec", shellJoin(crictlCmd(context.Background(), t, b, "exec", "-it", loop, "sh", "-c", "echo via-terminal; tty").Args), "/dev/null")
+			// script gives crictl a terminal, sized 30x100 here, which crictl
+			// passes on as a resize.
+			tty := exec.Command("script", "-qec", "stty rows 30 cols 100; "+shellJoin(crictlCmd(context.Background(), t, b, "exec", "-it", loop, "sh", "-c", "echo via-terminal; tty; stty size").Args), "/dev/null")
 			tty.Stdin = strings.NewReader("")
 			out, err = tty.CombinedOutput()
 			if !strings.Contains(string(out), "via-terminal") {
@@ -66,6 +69,10 @@ func TestStreamingAndRuntimeExtras(t *testing.T) {
 			// it does not treat as a tty; runc and crun give a real one.
 			if handler != "runsc" && (err != nil || !strings.Contains(string(out), "/dev/pts/")) {
 				t.Errorf("exec -it has no terminal: %v\n%s", err, out)
+			}
+			// crictl sends its terminal's size; a resize that arrived shows.
+			if handler != "runsc" && !regexp.MustCompile(`(?m)\b30 100\r?$`).Match(out) {
+				t.Errorf("terminal size did not reach the process:\n%s", out)
 			}
 
 			// attach to a container whose stdin is open.
