@@ -187,7 +187,7 @@ func resolveID[T any](ids map[string]T, id, kind string) (T, error) {
 		return ids[found[0]], nil
 	}
 	sort.Strings(found)
-	return zero, errdefs.InvalidArgument("%s ID prefix %q matches %d %ss (%s, ...)", kind, id, len(found), kind, found[0][:12])
+	return zero, errdefs.InvalidArgument("%s ID prefix %q matches %d %ss (%s, %s, ...): give more of it", kind, id, len(found), kind, short(found[0]), short(found[1]))
 }
 
 func (m *Manager) getSandbox(id string) (*sandbox, error) {
@@ -216,6 +216,9 @@ func (m *Manager) podContainers(id string) []*container {
 }
 
 func nowNano() int64 { return time.Now().UnixNano() }
+
+// short is the 12-character form of an ID, as crictl prints them.
+func short(id string) string { return id[:min(12, len(id))] }
 
 // matchLabels reports whether labels hold every pair of selector.
 func matchLabels(labels, selector map[string]string) bool {

@@ -59,11 +59,16 @@ func TestCritest(t *testing.T) {
 	reg := fixtures.CritestRegistry(t)
 	b := harness.Start(t, harness.Options{Mirrors: fixtures.Mirrors(reg), DefaultRuntime: *handler})
 
-	if err := os.MkdirAll(*results, 0o755); err != nil {
+	// critest runs in a directory of its own: paths given to it are absolute.
+	resultsDir, err := filepath.Abs(*results)
+	if err != nil {
 		t.Fatal(err)
 	}
-	report := filepath.Join(*results, *handler+".junit.xml")
-	logPath := filepath.Join(*results, *handler+".log")
+	if err := os.MkdirAll(resultsDir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	report := filepath.Join(resultsDir, *handler+".junit.xml")
+	logPath := filepath.Join(resultsDir, *handler+".log")
 	args := []string{
 		"--runtime-endpoint", "unix://" + b.Socket, "--image-endpoint", "unix://" + b.Socket,
 		"-ginkgo.junit-report=" + report, "-ginkgo.no-color", "-ginkgo.timeout=80m",
@@ -87,11 +92,11 @@ func TestCritest(t *testing.T) {
 		t.Fatalf("critest produced no report (%v): %v; see %s", runErr, err, logPath)
 	}
 	summary := summarize(*handler, got, time.Since(start))
-	if err := os.WriteFile(filepath.Join(*results, *handler+".md"), []byte(summary), 0o644); err != nil {
+	if err := os.WriteFile(filepath.Join(resultsDir, *handler+".md"), []byte(summary), 0o644); err != nil {
 		t.Fatal(err)
 	}
 	t.Log("\n" + summary)
-	if err := os.WriteFile(filepath.Join(*results, *handler+".berthd.log"), []byte(b.Log()), 0o644); err != nil {
+	if err := os.WriteFile(filepath.Join(resultsDir, *handler+".berthd.log"), []byte(b.Log()), 0o644); err != nil {
 		t.Fatal(err)
 	}
 

@@ -47,3 +47,26 @@ func TestRoundTrip(t *testing.T) {
 		t.Error("oversized frame accepted")
 	}
 }
+
+// FuzzRead: frames from a hostile peer are read or refused, never trusted
+// to allocate more than MaxPayload.
+func FuzzRead(f *testing.F) {
+	var buf bytes.Buffer
+	w := NewWriter(&buf)
+	_ = w.Frame(Stdin, []byte("x"))
+	_ = w.Frame(Resize, ResizePayload(1, 2))
+	f.Add(buf.Bytes())
+	f.Add([]byte{'x', 0xff, 0xff, 0xff, 0xff})
+	f.Fuzz(func(t *testing.T, data []byte) {
+		r := bufio.NewReader(bytes.NewReader(data))
+		for {
+			_, p, err := Read(r)
+			if err != nil {
+				return
+			}
+			if len(p) > MaxPayload {
+				t.Fatalf("payload of %d bytes", len(p))
+			}
+		}
+	})
+}
