@@ -10,7 +10,6 @@ import (
 	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/grpc/status"
 	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
-
 )
 
 // TestBadInputGetsClearErrors sends every CRI call nil, empty, huge and
@@ -126,7 +125,7 @@ func TestBadInputGetsClearErrors(t *testing.T) {
 		"unknown user":     {Metadata: &runtimeapi.ContainerMetadata{Name: "d"}, Image: &runtimeapi.ImageSpec{Image: "busybox:1.36"}, Linux: &runtimeapi.LinuxContainerConfig{SecurityContext: &runtimeapi.LinuxContainerSecurityContext{RunAsUsername: "nobody-at-all"}}},
 		"missing device":   {Metadata: &runtimeapi.ContainerMetadata{Name: "e"}, Image: &runtimeapi.ImageSpec{Image: "busybox:1.36"}, Devices: []*runtimeapi.Device{{HostPath: "/dev/nonexistent", ContainerPath: "/dev/x"}}},
 		"bad seccomp":      {Metadata: &runtimeapi.ContainerMetadata{Name: "f"}, Image: &runtimeapi.ImageSpec{Image: "busybox:1.36"}, Linux: &runtimeapi.LinuxContainerConfig{SecurityContext: &runtimeapi.LinuxContainerSecurityContext{SeccompProfilePath: "weird/profile"}}},
-		"huge labels":      {Metadata: &runtimeapi.ContainerMetadata{Name: "g"}, Image: &runtimeapi.ImageSpec{Image: "busybox:1.36"}, Labels: map[string]string{"k": huge[:1 << 16]}, Command: []string{"true"}},
+		"huge labels":      {Metadata: &runtimeapi.ContainerMetadata{Name: "g"}, Image: &runtimeapi.ImageSpec{Image: "busybox:1.36"}, Labels: map[string]string{"k": huge[:1<<16]}, Command: []string{"true"}},
 		"duplicate name 1": {Metadata: &runtimeapi.ContainerMetadata{Name: "dup"}, Image: &runtimeapi.ImageSpec{Image: "busybox:1.36"}, Command: []string{"true"}},
 	} {
 		_, err := rt.CreateContainer(ctx, &runtimeapi.CreateContainerRequest{PodSandboxId: pod, Config: cfg})
