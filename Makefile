@@ -5,7 +5,7 @@ BIN := $(CURDIR)/bin
 GO_PKGS := ./runtime/... ./server/... ./cmd/... ./proto/...
 HANDLER ?= runc
 
-.PHONY: all build install run deps test-deps test test-root test-all lint protos critest critest-all bench clean
+.PHONY: all build install run deps test-deps test test-root test-all lint protos critest critest-all soak fuzz bench clean
 
 all: build
 
@@ -40,6 +40,20 @@ test-root: build
 # the CRI validation suite on every handler.
 test-all: test-deps lint protos test test-root critest-all
 
+# The leak test at length: 500 pod lifecycles across handlers (make soak
+# CYCLES=2000 for more).
+CYCLES ?= 500
+soak: build
+	@[ "$$(id -u)" = 0 ] || { echo "soak needs root"; exit 1; }
+	BERTH_BIN=$(BIN) BERTH_CYCLES=$(CYCLES) go test -count=1 -timeout 6h -v -run 'TestLifecyclesLeakNothing|TestManyPodsSurviveCrash' ./test/e2e/
+
+# Fuzz each target for FUZZTIME (default 1m each).
+FUZZTIME ?= 1m
+fuzz:
+	@for t in "FuzzApply ./runtime/archive" "FuzzContainerSpec ./runtime/spec" "FuzzParse ./runtime/config" \
+		"FuzzParseRef ./runtime/image" "FuzzRead ./runtime/shim/frame"; do \
+		set -- $$t; go test -run '^$$' -fuzz "^$$1$$" -fuzztime $(FUZZTIME) $$2 || exit 1; done
+
 critest-all:
 	$(MAKE) critest HANDLER=runc
 	$(MAKE) critest HANDLER=crun
@@ -67,8 +81,13 @@ critest: build
 	@command -v critest >/dev/null || test/scripts/deps.sh test
 	cd test/critest && BERTH_BIN=$(BIN) go test -count=1 -timeout 100m -run TestCritest . -args -handler=$(HANDLER) -results=$(CURDIR)/_output/critest $(if $(FOCUS),-focus='$(FOCUS)')
 
-bench:
-	@echo "make bench: the benchmark against containerd is not built yet (issue 7)"; exit 1
+# berth beside Debian's containerd 1.6.20 on the same runc, in one run;
+# results in _output/bench/results.md. BENCH_ARGS passes flags, e.g.
+# BENCH_ARGS="-runs 50 -list 0".
+bench: build
+	@[ "$$(id -u)" = 0 ] || { echo "bench needs root"; exit 1; }
+	@command -v containerd >/dev/null || test/scripts/deps.sh test
+	BERTH_BIN=$(BIN) go test -count=1 -timeout 90m -v -run TestBench ./test/bench/ -args -results=$(CURDIR)/_output/bench $(BENCH_ARGS)
 
 clean:
 	rm -rf $(BIN)

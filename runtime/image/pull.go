@@ -322,10 +322,10 @@ func (s *Store) pull(ctx context.Context, ref Ref, auth *Auth) (img *Image, err 
 		return nil, s.fetchErr(ctx, ref, err)
 	}
 	if _, err := s.writeBlob(rawConfig); err != nil {
-		return nil, err
+		return nil, s.fetchErr(ctx, ref, err)
 	}
 	if _, err := s.writeBlob(rawManifest); err != nil {
-		return nil, err
+		return nil, s.fetchErr(ctx, ref, err)
 	}
 	hook("blobs-written")
 	img = &Image{ID: id, Size: size, Chain: chain, Manifest: "sha256:" + hexSum(rawManifest), Pulled: time.Now().UTC()}
@@ -344,6 +344,9 @@ func hexSum(b []byte) string {
 
 // fetchErr classifies a failure after the manifest was found.
 func (s *Store) fetchErr(ctx context.Context, ref Ref, err error) error {
+	if errors.Is(err, unix.ENOSPC) || errors.Is(err, unix.EDQUOT) {
+		return fmt.Errorf("pull %s: %w: %w", ref, errdefs.ErrResourceExhausted, err)
+	}
 	if cause := context.Cause(ctx); errors.Is(cause, errStalled) {
 		return fmt.Errorf("pull %s: %w: no data for %s", ref, errdefs.ErrRegistryUnavailable, s.opts.ProgressTimeout)
 	}

@@ -66,6 +66,14 @@ type container struct {
 	process *specs.Process
 	exited  chan struct{}
 	once    sync.Once
+	// removed is set once RemoveContainer is done (guarded by mu).
+	removed bool
+}
+
+func (c *container) isRemoved() bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.removed
 }
 
 func (c *container) snapshot() containerRecord {
@@ -289,6 +297,9 @@ func (m *Manager) StopContainer(ctx context.Context, id string, timeout int64) e
 	}
 	c.op.Lock()
 	defer c.op.Unlock()
+	if c.isRemoved() {
+		return nil
+	}
 	return m.stopContainer(ctx, c, time.Duration(timeout)*time.Second)
 }
 
@@ -402,6 +413,9 @@ func (m *Manager) RemoveContainer(ctx context.Context, id string) error {
 	}
 	c.op.Lock()
 	defer c.op.Unlock()
+	if c.isRemoved() {
+		return nil
+	}
 	return m.removeContainer(ctx, c)
 }
 
@@ -434,6 +448,9 @@ func (m *Manager) removeContainer(ctx context.Context, c *container) error {
 	m.mu.Lock()
 	delete(m.containers, rec.ID)
 	m.mu.Unlock()
+	c.mu.Lock()
+	c.removed = true
+	c.mu.Unlock()
 	m.release(rec.Name, rec.ID)
 	m.forgetStats(rec.ID)
 	c.markExited()

@@ -59,7 +59,10 @@ type sandbox struct {
 	// pauseExited is closed when the sandbox container's exit is known.
 	pauseExited chan struct{}
 	// stopping is set while StopPodSandbox ends the pod on purpose.
-	stopping  bool
+	stopping bool
+	// removed is set when RemovePodSandbox is done: a call that waited for
+	// the pod's lock finds nothing left to do.
+	removed   bool
 	pauseOnce sync.Once
 }
 
@@ -363,12 +366,24 @@ func (m *Manager) StopPodSandbox(ctx context.Context, id string) error {
 	}
 	sb.op.Lock()
 	defer sb.op.Unlock()
+	if sb.isRemoved() {
+		return nil
+	}
 	return m.stopSandbox(ctx, sb)
+}
+
+func (sb *sandbox) isRemoved() bool {
+	sb.mu.Lock()
+	defer sb.mu.Unlock()
+	return sb.removed
 }
 
 func (m *Manager) stopSandbox(ctx context.Context, sb *sandbox) error {
 	for _, c := range m.podContainers(sb.rec.ID) {
-		if err := m.stopContainer(ctx, c, 0); err != nil {
+		c.op.Lock()
+		err := m.stopContainer(ctx, c, 0)
+		c.op.Unlock()
+		if err != nil {
 			return err
 		}
 	}
@@ -434,11 +449,17 @@ func (m *Manager) RemovePodSandbox(ctx context.Context, id string) error {
 	}
 	sb.op.Lock()
 	defer sb.op.Unlock()
+	if sb.isRemoved() {
+		return nil
+	}
 	if err := m.stopSandbox(ctx, sb); err != nil {
 		return err
 	}
 	for _, c := range m.podContainers(sb.rec.ID) {
-		if err := m.removeContainer(ctx, c); err != nil {
+		c.op.Lock()
+		err := m.removeContainer(ctx, c)
+		c.op.Unlock()
+		if err != nil {
 			return err
 		}
 	}
@@ -476,6 +497,9 @@ func (m *Manager) RemovePodSandbox(ctx context.Context, id string) error {
 	m.mu.Lock()
 	delete(m.sandboxes, rec.ID)
 	m.mu.Unlock()
+	sb.mu.Lock()
+	sb.removed = true
+	sb.mu.Unlock()
 	m.release(rec.Name, rec.ID)
 	m.forgetStats(rec.ID)
 	m.emit(runtimeapi.ContainerEventType_CONTAINER_DELETED_EVENT, rec.ID, rec.ID)

@@ -32,41 +32,51 @@ func RequireRoot(t testing.TB) {
 	}
 }
 
-var (
-	buildOnce sync.Once
-	binDir    string
-	buildErr  error
-)
+type build struct {
+	once sync.Once
+	dir  string
+	err  error
+}
+
+var builds = map[bool]*build{false: {}, true: {}}
 
 // Binaries returns the directory holding berthd and berth-shim: $BERTH_BIN
 // if set (the Makefile builds there), else a fresh build of this checkout.
-func Binaries(t testing.TB) string {
+func Binaries(t testing.TB) string { return binaries(t, false) }
+
+// binaries builds with the race detector when race is set (always a fresh
+// build then).
+func binaries(t testing.TB, race bool) string {
 	t.Helper()
-	buildOnce.Do(func() {
-		if d := os.Getenv("BERTH_BIN"); d != "" {
-			binDir = d
+	b := builds[race]
+	b.once.Do(func() {
+		if d := os.Getenv("BERTH_BIN"); d != "" && !race {
+			b.dir = d
 			return
 		}
 		out, err := exec.Command("go", "env", "GOMOD").Output()
 		if err != nil {
-			buildErr = err
+			b.err = err
 			return
 		}
 		mod := filepath.Dir(strings.TrimSpace(string(out)))
-		binDir, buildErr = os.MkdirTemp("", "berth-bin-")
-		if buildErr != nil {
+		if b.dir, b.err = os.MkdirTemp("", "berth-bin-"); b.err != nil {
 			return
 		}
-		cmd := exec.Command("go", "build", "-o", binDir+"/", "./cmd/...")
+		args := []string{"build", "-o", b.dir + "/"}
+		if race {
+			args = append(args, "-race")
+		}
+		cmd := exec.Command("go", append(args, "./cmd/...")...)
 		cmd.Dir = mod
 		if out, err := cmd.CombinedOutput(); err != nil {
-			buildErr = fmt.Errorf("go build: %v\n%s", err, out)
+			b.err = fmt.Errorf("go build: %v\n%s", err, out)
 		}
 	})
-	if buildErr != nil {
-		t.Fatal(buildErr)
+	if b.err != nil {
+		t.Fatal(b.err)
 	}
-	return binDir
+	return b.dir
 }
 
 // Tool finds a test tool (crictl, critest) in $PATH or $(go env GOPATH)/bin.
@@ -95,6 +105,11 @@ type Options struct {
 	Extra string
 	// Args are extra berthd flags.
 	Args []string
+	// Race runs berthd and berth-shim built with the race detector.
+	Race bool
+	// RootSize, when set, puts the root directory on a tmpfs of this size
+	// (e.g. "16m"), to run out of disk on purpose.
+	RootSize string
 }
 
 // Berthd is a running berthd.
@@ -114,7 +129,7 @@ type Berthd struct {
 func Start(t testing.TB, opts Options) *Berthd {
 	t.Helper()
 	RequireRoot(t)
-	bin := Binaries(t)
+	bin := binaries(t, opts.Race)
 	// Short paths: unix socket paths are limited to 108 bytes.
 	base, err := os.MkdirTemp("", "berth-e2e-")
 	if err != nil {
@@ -136,8 +151,19 @@ func Start(t testing.TB, opts Options) *Berthd {
 	if err := os.WriteFile(filepath.Join(base, "crictl.yaml"), []byte(crictlConf), 0o644); err != nil {
 		t.Fatal(err)
 	}
+	if opts.RootSize != "" {
+		if err := os.MkdirAll(b.Root, 0o711); err != nil {
+			t.Fatal(err)
+		}
+		if out, err := exec.Command("mount", "-t", "tmpfs", "-o", "size="+opts.RootSize, "berth-root", b.Root).CombinedOutput(); err != nil {
+			t.Fatalf("mount tmpfs root: %v %s", err, out)
+		}
+	}
 	t.Cleanup(func() {
 		b.Stop(t)
+		if opts.RootSize != "" {
+			_ = exec.Command("umount", "-l", b.Root).Run()
+		}
 		if !t.Failed() {
 			_ = os.RemoveAll(base)
 		}
@@ -190,6 +216,14 @@ func (b *Berthd) Restart(t testing.TB) {
 			t.Fatalf("berthd did not listen on %s\n%s", b.Socket, b.Log())
 		}
 	}
+}
+
+// Pid is the running berthd's process id (0 when stopped).
+func (b *Berthd) Pid() int {
+	if b.cmd == nil || b.cmd.Process == nil {
+		return 0
+	}
+	return b.cmd.Process.Pid
 }
 
 // Log returns what berthd logged so far.
@@ -294,6 +328,17 @@ func (b *Berthd) Client(t testing.TB) runtimeapi.RuntimeServiceClient {
 	}
 	t.Cleanup(func() { conn.Close() })
 	return runtimeapi.NewRuntimeServiceClient(conn)
+}
+
+// ImageClient returns a CRI image client on this berthd's socket.
+func (b *Berthd) ImageClient(t testing.TB) runtimeapi.ImageServiceClient {
+	t.Helper()
+	conn, err := grpc.NewClient("unix://"+b.Socket, grpc.WithTransportCredentials(insecure.NewCredentials()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { conn.Close() })
+	return runtimeapi.NewImageServiceClient(conn)
 }
 
 // Leaks counts what pods hold on the host, to compare before and after.
