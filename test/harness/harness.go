@@ -160,6 +160,11 @@ func Start(t testing.TB, opts Options) *Berthd {
 		}
 	}
 	t.Cleanup(func() {
+		// Pods a test left (it failed, or it did not care) go first: their
+		// shims and containers would outlive the test.
+		if b.cmd != nil {
+			_, _ = b.TryCrictl(t, "rmp", "-a", "-f")
+		}
 		b.Stop(t)
 		if opts.RootSize != "" {
 			_ = exec.Command("umount", "-l", b.Root).Run()
