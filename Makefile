@@ -9,8 +9,10 @@ HANDLER ?= runc
 
 all: build
 
+# Static (no cgo): no libc mapped into every shim, and one binary for any
+# Linux of this architecture.
 build:
-	go build -o $(BIN)/ ./cmd/...
+	CGO_ENABLED=0 go build -trimpath -o $(BIN)/ ./cmd/...
 
 install: build
 	install -m 0755 $(BIN)/berthd $(BIN)/berth-shim /usr/local/bin/

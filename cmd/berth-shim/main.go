@@ -13,6 +13,7 @@ import (
 	"os"
 	"os/signal"
 	"path/filepath"
+	"runtime"
 	"runtime/debug"
 	"strings"
 
@@ -61,7 +62,9 @@ func run() error {
 	}
 	rt.Args = rtArgs
 
-	// A shim is small and long-lived: collect garbage eagerly.
+	// A shim is small and long-lived: one P (it waits far more than it
+	// computes, and every P has its own caches) and eager collection.
+	runtime.GOMAXPROCS(1)
 	debug.SetGCPercent(50)
 
 	if err := os.MkdirAll(stateDir, 0o700); err != nil {

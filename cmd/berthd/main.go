@@ -139,7 +139,7 @@ func serve(cfg *config.Config, f flags, log *slog.Logger) error {
 	if err != nil {
 		return fmt.Errorf("image store: %w", err)
 	}
-	cni, err := network.New(network.Options{ConfDir: cfg.CNI.ConfDir, BinDirs: cfg.CNI.BinDirs, CacheDir: cfg.CNI.CacheDir, DefaultSubnet: cfg.CNI.DefaultSubnet})
+	cni, err := network.New(ctx, network.Options{ConfDir: cfg.CNI.ConfDir, BinDirs: cfg.CNI.BinDirs, CacheDir: cfg.CNI.CacheDir, DefaultSubnet: cfg.CNI.DefaultSubnet})
 	if err != nil {
 		return err
 	}

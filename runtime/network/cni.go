@@ -44,8 +44,10 @@ type CNI struct {
 const DefaultConfName = "10-berth-bridge.conflist"
 
 // New returns a CNI runner. It writes the default bridge network when the
-// conf dir has no configuration, so a fresh node has a working network.
-func New(opts Options) (*CNI, error) {
+// conf dir has no configuration, so a fresh node has a working network,
+// and masquerades that network's traffic to the outside while it is the
+// one in use.
+func New(ctx context.Context, opts Options) (*CNI, error) {
 	c := &CNI{opts: opts, cni: libcni.NewCNIConfigWithCacheDir(opts.BinDirs, opts.CacheDir, nil)}
 	files, err := libcni.ConfFiles(opts.ConfDir, []string{".conf", ".conflist", ".json"})
 	if err != nil {
@@ -56,20 +58,27 @@ func New(opts Options) (*CNI, error) {
 			return nil, err
 		}
 	}
+	if list, err := c.load(); err == nil && list.Name == DefaultNetworkName && opts.DefaultSubnet != "" {
+		if err := ensureMasquerade(ctx, opts.DefaultSubnet); err != nil {
+			return nil, err
+		}
+	}
 	return c, nil
 }
 
-// WriteDefaultConf writes a bridge + host-local + portmap network.
+// WriteDefaultConf writes a bridge + host-local + portmap network. Its
+// traffic to the outside is masqueraded by one rule (see ensureMasquerade),
+// not per pod by the bridge plugin.
 func WriteDefaultConf(dir, subnet string) error {
 	if _, _, err := net.ParseCIDR(subnet); err != nil {
 		return err
 	}
 	conf := map[string]any{
 		"cniVersion": "1.0.0",
-		"name":       "berth",
+		"name":       DefaultNetworkName,
 		"plugins": []any{
 			map[string]any{
-				"type": "bridge", "bridge": "berth0", "isGateway": true, "ipMasq": true, "hairpinMode": true,
+				"type": "bridge", "bridge": "berth0", "isGateway": true, "hairpinMode": true,
 				"ipam": map[string]any{
 					"type":   "host-local",
 					"ranges": [][]map[string]string{{{"subnet": subnet}}},
@@ -253,6 +262,13 @@ func (c *CNI) Teardown(ctx context.Context, p Pod) error {
 		var err error
 		if list, err = c.load(); err != nil {
 			return err
+		}
+	}
+	if p.NetNS != "" {
+		if res, err := c.cni.GetNetworkListCachedResult(list, rt); err == nil && res != nil {
+			if err := restoreAddrs(p.NetNS, res); err != nil {
+				return fmt.Errorf("cni del %s: %w", list.Name, err)
+			}
 		}
 	}
 	if err := c.cni.DelNetworkList(ctx, list, rt); err != nil {

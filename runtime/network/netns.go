@@ -1,57 +1,29 @@
 package network
 
 import (
-	"errors"
 	"fmt"
-	"io/fs"
-	"os"
-	"path/filepath"
-	"runtime"
 	"unsafe"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/berthrt/berth/runtime/pinns"
 )
 
-// NewNetNS creates a network namespace pinned by a bind mount at path, with
-// its loopback interface up (so no loopback plugin needs to run).
-func NewNetNS(path string) (err error) {
-	if err := os.MkdirAll(filepath.Dir(path), 0o711); err != nil {
-		return err
-	}
-	f, err := os.OpenFile(path, os.O_CREATE|os.O_EXCL|os.O_RDONLY, 0o444)
-	if err != nil {
-		return fmt.Errorf("create netns file: %w", err)
-	}
-	f.Close()
-	defer func() {
-		if err != nil {
-			_ = os.Remove(path)
+// NewNetNS creates a network namespace pinned at path, with its loopback
+// interface up (so no loopback plugin needs to run) and sysctls (net.*)
+// set.
+func NewNetNS(path string, sysctls map[string]string) error {
+	return pinns.Pin(path, pinns.Net, func() error {
+		if err := loopbackUp(); err != nil {
+			return err
 		}
-	}()
-
-	errc := make(chan error, 1)
-	// A fresh OS thread unshares; it is never given back to the Go
-	// scheduler (the goroutine exits locked), so no other goroutine can
-	// run in the new namespace.
-	go func() {
-		runtime.LockOSThread()
-		if err := unix.Unshare(unix.CLONE_NEWNET); err != nil {
-			errc <- fmt.Errorf("unshare netns: %w", err)
-			return
-		}
-		self := fmt.Sprintf("/proc/self/task/%d/ns/net", unix.Gettid())
-		if err := unix.Mount(self, path, "none", unix.MS_BIND, ""); err != nil {
-			errc <- fmt.Errorf("pin netns: %w", err)
-			return
-		}
-		errc <- loopbackUp()
-	}()
-	if err := <-errc; err != nil {
-		_ = unix.Unmount(path, unix.MNT_DETACH)
-		return err
-	}
-	return nil
+		return pinns.WriteSysctls(sysctls)
+	})
 }
+
+// RemoveNetNS unpins and removes the namespace at path; a missing one is
+// not an error.
+func RemoveNetNS(path string) error { return pinns.Remove(path) }
 
 // loopbackUp sets IFF_UP on "lo" in the calling thread's namespace.
 func loopbackUp() error {
@@ -77,18 +49,6 @@ func ioctl(fd int, req uint, arg *[unix.IFNAMSIZ + 24]byte) error {
 	_, _, e := unix.Syscall(unix.SYS_IOCTL, uintptr(fd), uintptr(req), uintptr(unsafe.Pointer(arg)))
 	if e != 0 {
 		return e
-	}
-	return nil
-}
-
-// RemoveNetNS unpins and removes the namespace at path; a missing one is
-// not an error.
-func RemoveNetNS(path string) error {
-	if err := unix.Unmount(path, unix.MNT_DETACH); err != nil && !errors.Is(err, unix.EINVAL) && !errors.Is(err, unix.ENOENT) {
-		return fmt.Errorf("unmount netns %s: %w", path, err)
-	}
-	if err := os.Remove(path); err != nil && !errors.Is(err, fs.ErrNotExist) {
-		return err
 	}
 	return nil
 }

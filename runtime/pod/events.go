@@ -122,6 +122,8 @@ func (m *Manager) shimLost(sb *sandbox) {
 		m.recordExit(c, st)
 		m.forceDeleteFromRuntime(context.Background(), sb.handler, cr.ID)
 	}
-	m.forceDeleteFromRuntime(context.Background(), sb.handler, rec.ID)
+	if !rec.Pinned {
+		m.forceDeleteFromRuntime(context.Background(), sb.handler, rec.ID)
+	}
 	m.pauseExited(sb)
 }

@@ -11,6 +11,8 @@ import (
 	"golang.org/x/sys/unix"
 	"google.golang.org/protobuf/proto"
 	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
+
+	"github.com/berthrt/berth/runtime/network"
 )
 
 // The CRI metrics (ListMetricDescriptors, ListPodSandboxMetrics) are the
@@ -121,17 +123,17 @@ func (m *Manager) podMetrics(sb *sandbox) *runtimeapi.PodSandboxMetrics {
 	rec := sb.snapshot()
 	md := sb.cfg.GetMetadata()
 	pm := &runtimeapi.PodSandboxMetrics{PodSandboxId: rec.ID}
-	if rec.State == stateReady && rec.PausePid > 0 && !hostNetwork(sb.cfg) {
+	if rec.State == stateReady && rec.NetNS != "" {
 		set := &metricSet{labels: []string{"POD", rec.ID, m.cfg.Image.PauseImage, rec.Name, md.GetNamespace(), md.GetName()}, ts: nowNano()}
-		for _, nic := range readNetDev(rec.PausePid) {
-			set.put("container_network_receive_bytes_total", counter, nic.rxBytes, nic.name)
-			set.put("container_network_receive_errors_total", counter, nic.rxErrors, nic.name)
-			set.put("container_network_receive_packets_dropped_total", counter, nic.rxDropped, nic.name)
-			set.put("container_network_receive_packets_total", counter, nic.rxPackets, nic.name)
-			set.put("container_network_transmit_bytes_total", counter, nic.txBytes, nic.name)
-			set.put("container_network_transmit_errors_total", counter, nic.txErrors, nic.name)
-			set.put("container_network_transmit_packets_dropped_total", counter, nic.txDropped, nic.name)
-			set.put("container_network_transmit_packets_total", counter, nic.txPackets, nic.name)
+		for _, nic := range network.Interfaces(rec.NetNS) {
+			set.put("container_network_receive_bytes_total", counter, nic.RxBytes, nic.Name)
+			set.put("container_network_receive_errors_total", counter, nic.RxErrors, nic.Name)
+			set.put("container_network_receive_packets_dropped_total", counter, nic.RxDropped, nic.Name)
+			set.put("container_network_receive_packets_total", counter, nic.RxPackets, nic.Name)
+			set.put("container_network_transmit_bytes_total", counter, nic.TxBytes, nic.Name)
+			set.put("container_network_transmit_errors_total", counter, nic.TxErrors, nic.Name)
+			set.put("container_network_transmit_packets_dropped_total", counter, nic.TxDropped, nic.Name)
+			set.put("container_network_transmit_packets_total", counter, nic.TxPackets, nic.Name)
 		}
 		pm.Metrics = set.out
 	}
@@ -249,31 +251,4 @@ func procCounts(pid int) (threads, fds, sockets uint64) {
 		}
 	}
 	return threads, fds, sockets
-}
-
-type nicStats struct {
-	name                                    string
-	rxBytes, rxPackets, rxErrors, rxDropped uint64
-	txBytes, txPackets, txErrors, txDropped uint64
-}
-
-// readNetDev reads the interfaces (but lo) of pid's network namespace.
-func readNetDev(pid int) []nicStats {
-	data, err := os.ReadFile(fmt.Sprintf("/proc/%d/net/dev", pid))
-	if err != nil {
-		return nil
-	}
-	var out []nicStats
-	for _, line := range strings.Split(string(data), "\n") {
-		name, rest, ok := strings.Cut(line, ":")
-		name = strings.TrimSpace(name)
-		f := strings.Fields(rest)
-		if !ok || name == "lo" || len(f) < 12 {
-			continue
-		}
-		n := func(i int) uint64 { v, _ := strconv.ParseUint(f[i], 10, 64); return v }
-		out = append(out, nicStats{name: name, rxBytes: n(0), rxPackets: n(1), rxErrors: n(2), rxDropped: n(3),
-			txBytes: n(8), txPackets: n(9), txErrors: n(10), txDropped: n(11)})
-	}
-	return out
 }

@@ -108,7 +108,9 @@ func (m *Manager) rollbackSandbox(ctx context.Context, sb *sandbox) {
 		_, _ = client.Delete(ctx, &shimv1.DeleteRequest{Id: rec.ID, Force: true})
 		m.stopShim(sb)
 	}
-	m.forceDeleteFromRuntime(ctx, sb.handler, rec.ID)
+	if !rec.Pinned {
+		m.forceDeleteFromRuntime(ctx, sb.handler, rec.ID)
+	}
 	if rec.NetNS != "" {
 		_ = m.cni.Teardown(ctx, m.networkPod(sb))
 		_ = network.RemoveNetNS(rec.NetNS)

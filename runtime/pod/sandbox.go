@@ -18,12 +18,15 @@ import (
 	"google.golang.org/protobuf/proto"
 	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
 
+	v1 "github.com/google/go-containerregistry/pkg/v1"
+
 	shimv1 "github.com/berthrt/berth/proto/berth/shim/v1"
 	"github.com/berthrt/berth/runtime/errdefs"
 	"github.com/berthrt/berth/runtime/image"
 	"github.com/berthrt/berth/runtime/logctx"
 	"github.com/berthrt/berth/runtime/network"
 	"github.com/berthrt/berth/runtime/oci"
+	"github.com/berthrt/berth/runtime/pinns"
 	"github.com/berthrt/berth/runtime/shim"
 	"github.com/berthrt/berth/runtime/spec"
 	"github.com/berthrt/berth/runtime/store"
@@ -44,6 +47,9 @@ type sandboxRecord struct {
 	IPs         []string `json:"ips,omitempty"`
 	NetworkDown bool     `json:"networkDown,omitempty"`
 	PausePid    int      `json:"pausePid,omitempty"`
+	// Pinned: the pod has no sandbox container; its IPC and UTS
+	// namespaces are pinned in its directory (see needsSandboxContainer).
+	Pinned bool `json:"pinned,omitempty"`
 }
 
 // sandbox is a pod in memory.
@@ -103,6 +109,67 @@ func hostIPC(cfg *runtimeapi.PodSandboxConfig) bool {
 }
 
 // ensureImage returns the image ref names, pulling it when missing.
+// needsSandboxContainer reports whether a pod gets a sandbox ("pause")
+// container. Only where a process is needed: a sandboxing runtime (gVisor's
+// sandbox is that container, and runtimes berth does not know may work the
+// same way) and a PID namespace shared by the pod, whose init it is.
+// Elsewhere the pod's namespaces are pinned: no process, no runtime call.
+func needsSandboxContainer(h *oci.Handler, cfg *runtimeapi.PodSandboxConfig) bool {
+	if k := h.Kind(); k != "runc" && k != "crun" {
+		return true
+	}
+	return cfg.GetLinux().GetSecurityContext().GetNamespaceOptions().GetPid() == runtimeapi.NamespaceMode_POD
+}
+
+// pinnedNS is where a pod without a sandbox container keeps its namespace
+// of kind (IPC or UTS; the network's is NetNS, for every pod).
+func (m *Manager) pinnedNS(id string, kind pinns.Kind) string {
+	return filepath.Join(m.podDir(id), kind.String()+"ns")
+}
+
+// pinNamespaces pins a pod's IPC and UTS namespaces (each unless the pod
+// shares the node's) and sets its sysctls in them.
+func (m *Manager) pinNamespaces(sb *sandbox, sysctls map[pinns.Kind]map[string]string) error {
+	id := sb.rec.ID
+	if !hostIPC(sb.cfg) {
+		if err := pinns.Pin(m.pinnedNS(id, pinns.IPC), pinns.IPC, func() error {
+			return pinns.WriteSysctls(sysctls[pinns.IPC])
+		}); err != nil {
+			return err
+		}
+	}
+	if !hostNetwork(sb.cfg) {
+		hostname := sb.cfg.GetHostname()
+		if err := pinns.Pin(m.pinnedNS(id, pinns.UTS), pinns.UTS, func() error {
+			if hostname != "" {
+				if err := unix.Sethostname([]byte(hostname)); err != nil {
+					return errdefs.InvalidArgument("hostname %q: %v", hostname, err)
+				}
+			}
+			return pinns.WriteSysctls(sysctls[pinns.UTS])
+		}); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// podSysctls splits a pod's sysctls by namespace and checks that the pod
+// has each namespace of its own.
+func podSysctls(cfg *runtimeapi.PodSandboxConfig) (map[pinns.Kind]map[string]string, error) {
+	sysctls, err := pinns.Sysctls(cfg.GetLinux().GetSysctls())
+	if err != nil {
+		return nil, err
+	}
+	if (len(sysctls[pinns.Net]) > 0 || len(sysctls[pinns.UTS]) > 0) && hostNetwork(cfg) {
+		return nil, errdefs.InvalidArgument("network and UTS sysctls need the pod's own network namespace, not the node's")
+	}
+	if len(sysctls[pinns.IPC]) > 0 && hostIPC(cfg) {
+		return nil, errdefs.InvalidArgument("IPC sysctls need the pod's own IPC namespace, not the node's")
+	}
+	return sysctls, nil
+}
+
 func (m *Manager) ensureImage(ctx context.Context, ref string) (*image.Image, error) {
 	img, err := m.images.Get(ref)
 	if errdefs.IsNotFound(err) {
@@ -148,23 +215,36 @@ func (m *Manager) RunPodSandbox(ctx context.Context, cfg *runtimeapi.PodSandboxC
 	}()
 	u.add(func() { m.release(name, id) })
 
-	pauseImg, err := m.ensureImage(ctx, m.cfg.Image.PauseImage)
-	if err != nil {
-		return "", fmt.Errorf("pause image %s: %w", m.cfg.Image.PauseImage, err)
-	}
-	pauseCfg, err := m.images.Config(pauseImg.ID)
-	if err != nil {
-		return "", err
-	}
 	rawCfg, err := proto.Marshal(cfg)
 	if err != nil {
 		return "", err
 	}
 	sb := &sandbox{
-		rec:         sandboxRecord{ID: id, Name: name, Config: rawCfg, Handler: h.Handler, State: stateCreating, CreatedAt: nowNano(), ImageID: pauseImg.ID},
+		rec:         sandboxRecord{ID: id, Name: name, Config: rawCfg, Handler: h.Handler, State: stateCreating, CreatedAt: nowNano()},
 		cfg:         cfg,
 		handler:     h,
 		pauseExited: make(chan struct{}),
+	}
+	// Checked for every pod: not every runtime refuses a node-wide sysctl.
+	sysctls, err := podSysctls(cfg)
+	if err != nil {
+		return "", err
+	}
+	var (
+		pauseImg *image.Image
+		pauseCfg *v1.ConfigFile
+	)
+	if needsSandboxContainer(h, cfg) {
+		if pauseImg, err = m.ensureImage(ctx, m.cfg.Image.PauseImage); err != nil {
+			return "", fmt.Errorf("pause image %s: %w", m.cfg.Image.PauseImage, err)
+		}
+		if pauseCfg, err = m.images.Config(pauseImg.ID); err != nil {
+			return "", err
+		}
+		sb.rec.ImageID = pauseImg.ID
+		sysctls = nil // set by the runtime, in the sandbox container
+	} else {
+		sb.rec.Pinned = true
 	}
 	dir := m.podDir(id)
 	if !hostNetwork(cfg) {
@@ -192,7 +272,7 @@ func (m *Manager) RunPodSandbox(ctx context.Context, cfg *runtimeapi.PodSandboxC
 	netDone := make(chan struct{})
 	var netErr error
 	if sb.rec.NetNS != "" {
-		if err := network.NewNetNS(sb.rec.NetNS); err != nil {
+		if err := network.NewNetNS(sb.rec.NetNS, sysctls[pinns.Net]); err != nil {
 			return "", err
 		}
 		u.add(func() { _ = network.RemoveNetNS(sb.rec.NetNS) })
@@ -218,6 +298,13 @@ func (m *Manager) RunPodSandbox(ctx context.Context, cfg *runtimeapi.PodSandboxC
 		close(netDone)
 	}
 
+	if sb.rec.Pinned {
+		// Undone with the pod's directory.
+		if err := m.pinNamespaces(sb, sysctls); err != nil {
+			return "", err
+		}
+	}
+
 	client, err := shim.Spawn(ctx, shim.SpawnOptions{
 		Binary: m.shimBin, PodID: id, StateDir: dir, Socket: m.shimSocket(id), Runtime: podRuntime(h, cfg), LogLevel: m.logLevel,
 	})
@@ -227,40 +314,20 @@ func (m *Manager) RunPodSandbox(ctx context.Context, cfg *runtimeapi.PodSandboxC
 	sb.shim = client
 	u.add(func() { m.stopShim(sb) })
 
-	bundle := filepath.Join(dir, "pause")
-	lowers, err := m.images.Lease(id, pauseImg.ID)
-	if err != nil {
-		return "", err
-	}
-	u.add(func() { _ = m.images.Release(id) })
-	rw := filepath.Join(m.ctrRootDir(), id)
-	if err := mountRootfs(lowers, rw, filepath.Join(bundle, "rootfs")); err != nil {
-		return "", err
-	}
-	u.add(func() { _ = removeDir(rw) })
-	pod := m.specPod(sb, dir)
-	s, err := spec.Sandbox(specRuntime(h), m.host, pod, pauseCfg, filepath.Join(bundle, "rootfs"))
-	if err != nil {
-		return "", err
-	}
-	if err := writeSpec(bundle, s); err != nil {
-		return "", err
-	}
-	memCg := spec.MemoryCgroupDir(m.host, s.Linux.CgroupsPath)
-	st, err := client.Create(ctx, &shimv1.CreateRequest{Id: id, Bundle: bundle, MemoryCgroup: memCg})
-	if err != nil {
-		return "", fmt.Errorf("create sandbox container: %w", err)
-	}
-	u.add(func() { _, _ = client.Delete(context.WithoutCancel(ctx), &shimv1.DeleteRequest{Id: id, Force: true}) })
-	if _, err := client.Start(ctx, &shimv1.IDRequest{Id: id}); err != nil {
-		return "", fmt.Errorf("start sandbox container: %w", err)
+	if !sb.rec.Pinned {
+		pid, err := m.startSandboxContainer(ctx, sb, &u, pauseImg, pauseCfg)
+		if err != nil {
+			return "", err
+		}
+		sb.mu.Lock()
+		sb.rec.PausePid = pid
+		sb.mu.Unlock()
 	}
 	if <-netDone; netErr != nil {
 		return "", fmt.Errorf("pod network: %w", netErr)
 	}
 
 	sb.mu.Lock()
-	sb.rec.PausePid = int(st.Pid)
 	sb.rec.State = stateReady
 	sb.mu.Unlock()
 	if err := m.saveSandbox(sb); err != nil {
@@ -272,8 +339,42 @@ func (m *Manager) RunPodSandbox(ctx context.Context, cfg *runtimeapi.PodSandboxC
 	go m.watchShim(sb)
 	m.emit(runtimeapi.ContainerEventType_CONTAINER_CREATED_EVENT, id, id)
 	m.emit(runtimeapi.ContainerEventType_CONTAINER_STARTED_EVENT, id, id)
-	log.Info("pod sandbox running", "id", id, "name", name, "handler", h.Handler, "ips", sb.rec.IPs)
+	log.Info("pod sandbox running", "id", id, "name", name, "handler", h.Handler, "ips", sb.rec.IPs, "sandboxContainer", !sb.rec.Pinned)
 	return id, nil
+}
+
+// startSandboxContainer creates and starts the pod's sandbox container
+// through its shim and returns its pid; u collects the undo steps.
+func (m *Manager) startSandboxContainer(ctx context.Context, sb *sandbox, u *undo, pauseImg *image.Image, pauseCfg *v1.ConfigFile) (int, error) {
+	id, h, client, dir := sb.rec.ID, sb.handler, sb.shim, m.podDir(sb.rec.ID)
+	bundle := filepath.Join(dir, "pause")
+	lowers, err := m.images.Lease(id, pauseImg.ID)
+	if err != nil {
+		return 0, err
+	}
+	u.add(func() { _ = m.images.Release(id) })
+	rw := filepath.Join(m.ctrRootDir(), id)
+	if err := mountRootfs(lowers, rw, filepath.Join(bundle, "rootfs")); err != nil {
+		return 0, err
+	}
+	u.add(func() { _ = removeDir(rw) })
+	s, err := spec.Sandbox(specRuntime(h), m.host, m.specPod(sb, dir), pauseCfg, filepath.Join(bundle, "rootfs"))
+	if err != nil {
+		return 0, err
+	}
+	if err := writeSpec(bundle, s); err != nil {
+		return 0, err
+	}
+	memCg := spec.MemoryCgroupDir(m.host, s.Linux.CgroupsPath)
+	st, err := client.Create(ctx, &shimv1.CreateRequest{Id: id, Bundle: bundle, MemoryCgroup: memCg})
+	if err != nil {
+		return 0, fmt.Errorf("create sandbox container: %w", err)
+	}
+	u.add(func() { _, _ = client.Delete(context.WithoutCancel(ctx), &shimv1.DeleteRequest{Id: id, Force: true}) })
+	if _, err := client.Start(ctx, &shimv1.IDRequest{Id: id}); err != nil {
+		return 0, fmt.Errorf("start sandbox container: %w", err)
+	}
+	return int(st.Pid), nil
 }
 
 // podRuntime is the handler's runtime as this pod's shim runs it: gVisor
@@ -311,6 +412,12 @@ func (m *Manager) specPod(sb *sandbox, dir string) *spec.Pod {
 	}
 	if !hostIPC(sb.cfg) {
 		p.Shm = filepath.Join(dir, "shm")
+		if rec.Pinned {
+			p.IPCNS = m.pinnedNS(rec.ID, pinns.IPC)
+		}
+	}
+	if rec.Pinned && !hostNetwork(sb.cfg) {
+		p.UTSNS = m.pinnedNS(rec.ID, pinns.UTS)
 	}
 	return p
 }
@@ -391,7 +498,7 @@ func (m *Manager) stopSandbox(ctx context.Context, sb *sandbox) error {
 	sb.stopping = true
 	sb.mu.Unlock()
 	rec := sb.snapshot()
-	if client, err := sb.client(); err == nil {
+	if client, err := sb.client(); err == nil && !rec.Pinned {
 		select {
 		case <-sb.pauseExited:
 		default:
@@ -464,11 +571,11 @@ func (m *Manager) RemovePodSandbox(ctx context.Context, id string) error {
 		}
 	}
 	rec := sb.snapshot()
-	if client, err := sb.client(); err == nil {
+	if client, err := sb.client(); err == nil && !rec.Pinned {
 		if _, err := client.Delete(ctx, &shimv1.DeleteRequest{Id: rec.ID, Force: true}); err != nil && !isNotFound(err) {
 			return fmt.Errorf("delete sandbox container: %w", err)
 		}
-	} else {
+	} else if !rec.Pinned {
 		m.forceDeleteFromRuntime(ctx, sb.handler, rec.ID)
 	}
 	m.stopShim(sb)

@@ -13,6 +13,7 @@ import (
 	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
 
 	"github.com/berthrt/berth/runtime/cgroups"
+	"github.com/berthrt/berth/runtime/network"
 	"github.com/berthrt/berth/runtime/spec"
 )
 
@@ -236,22 +237,22 @@ func (m *Manager) podStats(ctx context.Context, sb *sandbox) *runtimeapi.PodSand
 		st.Linux.Cpu, st.Linux.Memory = cpuMemory(s, rate)
 		st.Linux.Process = &runtimeapi.ProcessUsage{Timestamp: s.At.UnixNano(), ProcessCount: u64(s.Processes)}
 	}
-	if rec.State == stateReady && rec.PausePid > 0 && !hostNetwork(sb.cfg) {
-		st.Linux.Network = networkUsage(rec.PausePid)
+	if rec.State == stateReady && rec.NetNS != "" {
+		st.Linux.Network = networkUsage(rec.NetNS)
 	}
 	st.Linux.Containers = m.ListContainerStats(ctx, &runtimeapi.ContainerStatsFilter{PodSandboxId: rec.ID})
 	return st
 }
 
 // networkUsage reads the interface counters of the network namespace of
-// pid.
-func networkUsage(pid int) *runtimeapi.NetworkUsage {
+// the pod (pinned at netns).
+func networkUsage(netns string) *runtimeapi.NetworkUsage {
 	nu := &runtimeapi.NetworkUsage{Timestamp: time.Now().UnixNano()}
-	for _, nic := range readNetDev(pid) {
-		iface := &runtimeapi.NetworkInterfaceUsage{Name: nic.name, RxBytes: u64(nic.rxBytes), RxErrors: u64(nic.rxErrors),
-			TxBytes: u64(nic.txBytes), TxErrors: u64(nic.txErrors)}
+	for _, nic := range network.Interfaces(netns) {
+		iface := &runtimeapi.NetworkInterfaceUsage{Name: nic.Name, RxBytes: u64(nic.RxBytes), RxErrors: u64(nic.RxErrors),
+			TxBytes: u64(nic.TxBytes), TxErrors: u64(nic.TxErrors)}
 		nu.Interfaces = append(nu.Interfaces, iface)
-		if nic.name == "eth0" {
+		if nic.Name == "eth0" {
 			nu.DefaultInterface = iface
 		}
 	}

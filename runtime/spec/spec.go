@@ -61,8 +61,12 @@ type Pod struct {
 	// NetNS is the pod's network namespace path; "" for host network.
 	NetNS string
 	// PausePid is the sandbox container's init, whose namespaces app
-	// containers join (0 while building the sandbox itself).
+	// containers join (0 while building the sandbox itself, and in a pod
+	// without one).
 	PausePid int
+	// IPCNS and UTSNS are the pod's pinned namespaces when it has no
+	// sandbox container.
+	IPCNS, UTSNS string
 	// Files bound into containers; empty ones are skipped.
 	Hostname, ResolvConf, Hosts, Shm string
 }
@@ -414,27 +418,30 @@ func namespaceOptions(p *Pod, ctr *runtimeapi.NamespaceOption) *runtimeapi.Names
 }
 
 func containerNamespaces(h Host, p *Pod, c Container, ns *runtimeapi.NamespaceOption) []specs.LinuxNamespace {
-	join := func(typ specs.LinuxNamespaceType, kind string) specs.LinuxNamespace {
-		if p.PausePid == 0 {
-			return specs.LinuxNamespace{Type: typ}
+	join := func(typ specs.LinuxNamespaceType, kind, pinned string) specs.LinuxNamespace {
+		switch {
+		case pinned != "":
+			return specs.LinuxNamespace{Type: typ, Path: pinned}
+		case p.PausePid != 0:
+			return specs.LinuxNamespace{Type: typ, Path: fmt.Sprintf("/proc/%d/ns/%s", p.PausePid, kind)}
 		}
-		return specs.LinuxNamespace{Type: typ, Path: fmt.Sprintf("/proc/%d/ns/%s", p.PausePid, kind)}
+		return specs.LinuxNamespace{Type: typ}
 	}
 	out := []specs.LinuxNamespace{{Type: specs.MountNamespace}}
 	switch ns.GetPid() {
 	case runtimeapi.NamespaceMode_NODE:
 	case runtimeapi.NamespaceMode_POD:
-		out = append(out, join(specs.PIDNamespace, "pid"))
+		out = append(out, join(specs.PIDNamespace, "pid", ""))
 	case runtimeapi.NamespaceMode_TARGET:
 		out = append(out, specs.LinuxNamespace{Type: specs.PIDNamespace, Path: fmt.Sprintf("/proc/%d/ns/pid", c.TargetPid)})
 	default:
 		out = append(out, specs.LinuxNamespace{Type: specs.PIDNamespace})
 	}
 	if ns.GetIpc() != runtimeapi.NamespaceMode_NODE {
-		out = append(out, join(specs.IPCNamespace, "ipc"))
+		out = append(out, join(specs.IPCNamespace, "ipc", p.IPCNS))
 	}
 	if ns.GetNetwork() != runtimeapi.NamespaceMode_NODE {
-		out = append(out, join(specs.UTSNamespace, "uts"), specs.LinuxNamespace{Type: specs.NetworkNamespace, Path: p.NetNS})
+		out = append(out, join(specs.UTSNamespace, "uts", p.UTSNS), specs.LinuxNamespace{Type: specs.NetworkNamespace, Path: p.NetNS})
 	}
 	if h.CgroupMode == host.CgroupV2 {
 		out = append(out, specs.LinuxNamespace{Type: specs.CgroupNamespace})

@@ -87,7 +87,9 @@ func TestBench(t *testing.T) {
 		under = append(under, runtimeUnderTest{name: *endpoint, rt: rt, img: img, procs: func() []int { return nil }})
 	} else {
 		b := harness.Start(t, harness.Options{Mirrors: fixtures.Mirrors(reg), DefaultRuntime: "runc",
-			Extra: fmt.Sprintf("[runtimes.runc]\npath = %q\n", *runtimePath)})
+			Extra: fmt.Sprintf("[runtimes.runc]\npath = %q\n", *runtimePath),
+			// containerd runs at warn; debug logging is not what is measured.
+			Args: []string{"--log-level", "info"}})
 		rt, img := dial(t, b.Socket)
 		under = append(under, runtimeUnderTest{name: "berth", rt: rt, img: img, procs: func() []int {
 			return append([]int{b.Pid()}, procsMatching("berth-shim --pod-id")...)
@@ -97,6 +99,11 @@ func TestBench(t *testing.T) {
 		under = append(under, runtimeUnderTest{name: "containerd 1.6.20", rt: rt, img: img, procs: func() []int {
 			return append([]int{c.cmd.Process.Pid}, procsMatching("containerd-shim-runc-v2 -namespace k8s.io -id")...)
 		}})
+	}
+	for _, u := range under {
+		// Whatever a failed run left goes before its runtime stops
+		// (cleanups run last-registered first).
+		t.Cleanup(func() { removeEverything(u) })
 	}
 	var all []*figures
 	for _, u := range under {
@@ -325,6 +332,20 @@ func removeAll(t *testing.T, u runtimeUnderTest, ids []string) {
 		}()
 	}
 	wg.Wait()
+}
+
+// removeEverything stops and removes every pod of u.
+func removeEverything(u runtimeUnderTest) {
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	r, err := u.rt.ListPodSandbox(ctx, &runtimeapi.ListPodSandboxRequest{})
+	if err != nil {
+		return
+	}
+	for _, p := range r.Items {
+		_, _ = u.rt.StopPodSandbox(ctx, &runtimeapi.StopPodSandboxRequest{PodSandboxId: p.Id})
+		_, _ = u.rt.RemovePodSandbox(ctx, &runtimeapi.RemovePodSandboxRequest{PodSandboxId: p.Id})
+	}
 }
 
 func percentile(ds []time.Duration, p float64) time.Duration {

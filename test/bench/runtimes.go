@@ -137,7 +137,8 @@ func procsMatching(s string) []int {
 			continue
 		}
 		cmd, err := os.ReadFile(filepath.Join("/proc", e.Name(), "cmdline"))
-		if err == nil && strings.Contains(string(cmd), s) {
+		// Arguments are NUL-separated.
+		if err == nil && strings.Contains(string(bytes.ReplaceAll(cmd, []byte{0}, []byte{' '})), s) {
 			pids = append(pids, pid)
 		}
 	}

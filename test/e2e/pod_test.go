@@ -28,7 +28,9 @@ func podConfig(t *testing.T, dir, name string, hostPort int) string {
 		"metadata":      map[string]any{"name": name, "namespace": "e2e", "uid": name + "-uid", "attempt": 0},
 		"hostname":      name,
 		"log_directory": filepath.Join(dir, "logs", name),
-		"linux":         map[string]any{},
+		// What the kubelet sends for a pod that does not share its PID
+		// namespace (the default); CRI's zero value would share it.
+		"linux": map[string]any{"security_context": map[string]any{"namespace_options": map[string]any{"pid": 1}}},
 	}
 	if hostPort > 0 {
 		cfg["port_mappings"] = []map[string]any{{"protocol": 0, "container_port": 80, "host_port": hostPort, "host_ip": "127.0.0.1"}}
@@ -44,7 +46,7 @@ func ctrConfig(t *testing.T, dir, name, script string) string {
 		"image":    map[string]any{"image": "busybox:1.36"},
 		"command":  []string{"sh", "-c", script},
 		"log_path": name + ".log",
-		"linux":    map[string]any{},
+		"linux":    map[string]any{"security_context": map[string]any{"namespace_options": map[string]any{"pid": 1}}},
 	})
 }
 

@@ -19,7 +19,7 @@ func TestKill9KeepsPods(t *testing.T) {
 			b.Crictl(t, "pull", "busybox:1.36")
 			podCfg := podConfig(t, dir, "survivor", 0)
 			pod := strings.TrimSpace(b.Crictl(t, "runp", podCfg))
-			long := strings.TrimSpace(b.Crictl(t, "create", pod, ctrConfig(t, dir, "long", "while true; do sleep 0.1; done"), podCfg))
+			long := strings.TrimSpace(b.Crictl(t, "create", pod, ctrConfig(t, dir, "long", "trap 'exit 0' TERM; while true; do sleep 0.1; done"), podCfg))
 			// Exits while berthd is down.
 			short := strings.TrimSpace(b.Crictl(t, "create", pod, ctrConfig(t, dir, "short", "sleep 1; exit 5"), podCfg))
 			created := strings.TrimSpace(b.Crictl(t, "create", pod, ctrConfig(t, dir, "created", "true"), podCfg))

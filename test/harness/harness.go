@@ -69,6 +69,9 @@ func binaries(t testing.TB, race bool) string {
 		}
 		cmd := exec.Command("go", append(args, "./cmd/...")...)
 		cmd.Dir = mod
+		if !race { // the race detector needs cgo
+			cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
+		}
 		if out, err := cmd.CombinedOutput(); err != nil {
 			b.err = fmt.Errorf("go build: %v\n%s", err, out)
 		}
@@ -349,6 +352,9 @@ func (b *Berthd) ImageClient(t testing.TB) runtimeapi.ImageServiceClient {
 // Leaks counts what pods hold on the host, to compare before and after.
 type Leaks struct {
 	Mounts, NetNS, Veths, Cgroups, Shims int
+	// NATRules are the default network's iptables rules; IPs its
+	// host-local reservations.
+	NATRules, IPs int
 }
 
 // CountLeaks takes the count for this berthd.
@@ -374,6 +380,16 @@ func (b *Berthd) CountLeaks(t testing.TB) Leaks {
 				if e.IsDir() {
 					l.Cgroups++
 				}
+			}
+		}
+	}
+	if out, err := exec.Command("iptables", "-t", "nat", "-S").Output(); err == nil {
+		l.NATRules = strings.Count(string(out), `name: \"berth\"`)
+	}
+	if ents, err := os.ReadDir("/var/lib/cni/networks/berth"); err == nil {
+		for _, e := range ents {
+			if net.ParseIP(e.Name()) != nil {
+				l.IPs++
 			}
 		}
 	}
