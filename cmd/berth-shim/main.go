@@ -22,6 +22,7 @@ import (
 
 	shimv1 "github.com/berthrt/berth/proto/berth/shim/v1"
 	"github.com/berthrt/berth/runtime/oci"
+	"github.com/berthrt/berth/runtime/shim/direct"
 	"github.com/berthrt/berth/runtime/shim/service"
 )
 
@@ -34,6 +35,9 @@ func (l *listFlag) String() string     { return strings.Join(*l, ",") }
 func (l *listFlag) Set(v string) error { *l = append(*l, v); return nil }
 
 func main() {
+	if len(os.Args) > 1 && os.Args[1] == direct.Arg {
+		direct.Main() // the shim re-executed to start a process in a container
+	}
 	if err := run(); err != nil {
 		fmt.Fprintln(os.Stderr, "berth-shim:", err)
 		os.Exit(1)
@@ -54,6 +58,7 @@ func run() error {
 	flag.StringVar(&rt.Path, "runtime", "", "OCI runtime binary")
 	flag.StringVar(&rt.Root, "runtime-root", "", "OCI runtime --root")
 	flag.Var(&rtArgs, "runtime-arg", "extra global runtime argument (repeatable)")
+	flag.BoolVar(&rt.DirectExec, "direct-exec", false, "start exec'd processes in runc and crun containers without the runtime")
 	flag.StringVar(&level, "log-level", "info", "log level")
 	flag.IntVar(&readyFD, "ready-fd", -1, "fd to write 'ok' to once serving")
 	flag.Parse()

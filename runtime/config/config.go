@@ -54,7 +54,17 @@ type Runtime struct {
 	Args []string `toml:"args"`
 	// Annotations are added to every OCI spec this handler runs.
 	Annotations map[string]string `toml:"annotations"`
+	// Exec is how processes start in running containers: "direct" (the
+	// shim enters the container itself; runc and crun only, others use
+	// their runtime) or "runtime" (always the runtime's exec).
+	Exec string `toml:"exec"`
 }
+
+// Exec modes.
+const (
+	ExecDirect  = "direct"
+	ExecRuntime = "runtime"
+)
 
 // Image configures pulling and storing images.
 type Image struct {
@@ -148,7 +158,7 @@ func Default() *Config {
 		if err != nil {
 			continue
 		}
-		rt := Runtime{Path: path, Root: filepath.Join(c.State, "runtime", name)}
+		rt := Runtime{Path: path, Root: filepath.Join(c.State, "runtime", name), Exec: ExecDirect}
 		if name == "runsc" {
 			// gVisor enforces a container's seccomp profile only when asked
 			// to (it filters system calls in its own kernel otherwise). Its
@@ -203,8 +213,11 @@ func Parse(text string) (*Config, error) {
 	for name, rt := range c.Runtimes {
 		if _, listed := raw["runtimes"]; rt.Root == "" || !listed {
 			rt.Root = filepath.Join(c.State, "runtime", name)
-			c.Runtimes[name] = rt
 		}
+		if rt.Exec == "" {
+			rt.Exec = ExecDirect
+		}
+		c.Runtimes[name] = rt
 	}
 	return c, c.Validate()
 }
@@ -240,6 +253,9 @@ func (c *Config) Validate() error {
 		}
 		if rt.Root != "" && !filepath.IsAbs(rt.Root) {
 			bad(key+".root", "must be an absolute path, got %q", rt.Root)
+		}
+		if rt.Exec != "" && rt.Exec != ExecDirect && rt.Exec != ExecRuntime {
+			bad(key+".exec", "must be %q or %q, got %q", ExecDirect, ExecRuntime, rt.Exec)
 		}
 	}
 	if c.Image.PauseImage == "" {

@@ -50,11 +50,15 @@ shim_path = {{q .ShimPath}}
 #   root        its state directory (passed as --root)
 #   args        extra global arguments, e.g. ["--platform=systrap"] for runsc
 #   annotations added to every OCI spec run by this handler
+#   exec        "direct": berth-shim starts exec'd processes in runc and crun
+#               containers itself, as the runtime would (much faster);
+#               "runtime": always through the runtime's exec
 {{- range $name, $rt := .Runtimes}}
 [runtimes.{{$name}}]
 path = {{q $rt.Path}}
 root = {{q $rt.Root}}
 args = {{ql $rt.Args}}
+exec = {{q $rt.Exec}}
 {{- if $rt.Annotations}}
 [runtimes.{{$name}}.annotations]
 {{- range $k, $v := $rt.Annotations}}

@@ -23,6 +23,9 @@ type Runtime struct {
 	Root string
 	// Args are extra global arguments.
 	Args []string
+	// DirectExec lets the shim start exec'd processes itself (runc and
+	// crun containers).
+	DirectExec bool
 }
 
 // Kind names the runtime family ("runc", "crun", "runsc", or the binary's

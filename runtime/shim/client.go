@@ -50,6 +50,9 @@ func Spawn(ctx context.Context, o SpawnOptions) (*Client, error) {
 	for _, a := range o.Runtime.Args {
 		args = append(args, "--runtime-arg", a)
 	}
+	if o.Runtime.DirectExec {
+		args = append(args, "--direct-exec")
+	}
 	readyR, readyW, err := os.Pipe()
 	if err != nil {
 		return nil, err

@@ -2,6 +2,7 @@ package service
 
 import (
 	"context"
+	"errors"
 	"io"
 	"os"
 	"os/exec"
@@ -167,7 +168,11 @@ func (s *Service) ExecSync(ctx context.Context, req *shimv1.ExecSyncRequest) (*s
 	go func() { defer copies.Done(); _, _ = io.Copy(stdout, outR) }()
 	go func() { defer copies.Done(); _, _ = io.Copy(stderr, errR) }()
 
-	p, err := s.startExec(c, req.Process, execStdio{out: outW, err: errW})
+	stdio := execStdio{out: outW, err: errW}
+	p, err := s.startDirect(c, req.Process, stdio)
+	if errors.Is(err, errUseRuntime) {
+		p, err = s.startExec(c, req.Process, stdio)
+	}
 	outW.Close()
 	errW.Close()
 	if err != nil {

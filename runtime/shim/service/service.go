@@ -105,6 +105,8 @@ type container struct {
 	// childIO are the container's ends of its stdio, kept until `start`
 	// for runtimes that take them then.
 	childIO []*os.File
+	// direct is what direct execs reuse (guarded by mu).
+	direct directState
 }
 
 // frameMsg is output on its way to an attached client.

@@ -1,0 +1,130 @@
+package service
+
+import (
+	"encoding/json"
+	"errors"
+	"os"
+	"path/filepath"
+	"time"
+
+	specs "github.com/opencontainers/runtime-spec/specs-go"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+
+	shimv1 "github.com/berthrt/berth/proto/berth/shim/v1"
+
+	"github.com/berthrt/berth/runtime/shim/direct"
+)
+
+// errUseRuntime: the process is to be started through the runtime's exec.
+var errUseRuntime = errors.New("use the runtime's exec")
+
+// directState is what a container's direct execs reuse.
+type directState struct {
+	plan   *direct.Plan
+	filter []byte // the container's seccomp program, once read
+}
+
+// directPlan reads (once) how c's processes can be entered directly.
+func (s *Service) directPlan(c *container) *direct.Plan {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.direct.plan != nil {
+		return c.direct.plan
+	}
+	p := &direct.Plan{Unsupported: "not runc or crun"}
+	if k := s.opts.Runtime.Kind(); s.opts.Runtime.DirectExec && (k == "runc" || k == "crun") {
+		var spec specs.Spec
+		data, err := os.ReadFile(filepath.Join(c.bundle, "config.json"))
+		if err == nil {
+			err = json.Unmarshal(data, &spec)
+		}
+		if err != nil {
+			p = &direct.Plan{Unsupported: "spec: " + err.Error()}
+		} else {
+			plan := direct.PlanFor(&spec)
+			p = &plan
+		}
+	} else if !s.opts.Runtime.DirectExec {
+		p.Unsupported = "exec through the runtime configured"
+	}
+	c.direct.plan = p
+	return p
+}
+
+// startDirect starts process (OCI JSON) in c without the runtime.
+// errUseRuntime means nothing ran and the runtime's exec is to be used.
+func (s *Service) startDirect(c *container, process []byte, stdio execStdio) (*execProc, error) {
+	if st := c.state(); st.Status != shimv1.Status_STATUS_RUNNING {
+		return nil, status.Errorf(codes.FailedPrecondition, "container %s is not running", c.id)
+	}
+	plan := s.directPlan(c)
+	if plan.Unsupported != "" || stdio.console != nil {
+		return nil, errUseRuntime
+	}
+	var proc specs.Process
+	if err := json.Unmarshal(process, &proc); err != nil {
+		return nil, err
+	}
+	if why := direct.ProcessUnsupported(&proc); why != "" {
+		return nil, errUseRuntime
+	}
+	c.mu.Lock()
+	req := &direct.Request{ContainerID: c.id, InitPid: c.pid, Namespaces: plan.Namespaces, Process: &proc,
+		Seccomp: plan.Seccomp, SeccompFlags: plan.SeccompFlags, Filter: c.direct.filter}
+	if s.opts.Runtime.Kind() == "runc" {
+		req.DefaultHome = "/" // crun leaves HOME unset
+	}
+	c.mu.Unlock()
+	cmd, err := direct.Command("/proc/self/exe", req, stdio.in, stdio.out, stdio.err)
+	if err != nil {
+		return nil, err
+	}
+	begun := time.Now()
+	helper, err := s.reaper.Start(cmd.Cmd)
+	cmd.Started()
+	if err != nil {
+		cmd.Close()
+		s.opts.Log.Warn("direct exec helper did not start; using the runtime", "id", c.id, "err", err)
+		return nil, errUseRuntime
+	}
+	finish := func() {
+		helper.Wait()
+		cmd.Close()
+	}
+	for {
+		r, err := cmd.Next()
+		switch {
+		case err != nil:
+			// Gone before it started anything.
+			finish()
+			s.opts.Log.Warn("direct exec helper failed; using the runtime", "id", c.id, "err", err)
+			return nil, errUseRuntime
+		case len(r.Filter) > 0:
+			c.mu.Lock()
+			c.direct.filter = r.Filter
+			c.mu.Unlock()
+		case r.Error != "" && r.Final:
+			finish()
+			return nil, status.Error(codes.Unknown, r.Error)
+		case r.Error != "":
+			finish()
+			s.opts.Log.Warn("direct exec failed before the process started; using the runtime", "id", c.id, "err", r.Error)
+			return nil, errUseRuntime
+		case r.Pid > 0:
+			s.opts.Log.Debug("process started directly", "id", c.id, "pid", r.Pid, "after", time.Since(begun))
+			p := &execProc{s: s, id: c.id, pid: r.Pid, exitc: make(chan int, 1), exited: make(chan struct{})}
+			go func() {
+				code := 255 // the helper died: the exit is unknown
+				if r, err := cmd.Next(); err == nil && r.Exit != nil {
+					code = *r.Exit
+				}
+				finish()
+				p.code = code
+				close(p.exited)
+			}()
+			return p, nil
+		}
+	}
+}
+
