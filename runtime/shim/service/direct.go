@@ -127,4 +127,3 @@ func (s *Service) startDirect(c *container, process []byte, stdio execStdio) (*e
 		}
 	}
 }
-
