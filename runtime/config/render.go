@@ -67,7 +67,8 @@ exec = {{q $rt.Exec}}
 {{- end}}
 {{end}}
 [image]
-# Image of every pod's sandbox (pause) container; never garbage collected.
+# Image of the sandbox (pause) container of pods that need one (gVisor
+# pods, pods sharing a PID namespace); never garbage collected.
 pause_image = {{q .Image.PauseImage}}
 # Layers downloaded at once per pull.
 max_concurrent_downloads = {{.Image.MaxConcurrentDownloads}}

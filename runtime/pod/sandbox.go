@@ -12,13 +12,12 @@ import (
 	"sync"
 	"time"
 
+	v1 "github.com/google/go-containerregistry/pkg/v1"
 	"golang.org/x/sys/unix"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/proto"
 	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
-
-	v1 "github.com/google/go-containerregistry/pkg/v1"
 
 	shimv1 "github.com/berthrt/berth/proto/berth/shim/v1"
 	"github.com/berthrt/berth/runtime/errdefs"
@@ -108,7 +107,6 @@ func hostIPC(cfg *runtimeapi.PodSandboxConfig) bool {
 	return cfg.GetLinux().GetSecurityContext().GetNamespaceOptions().GetIpc() == runtimeapi.NamespaceMode_NODE
 }
 
-// ensureImage returns the image ref names, pulling it when missing.
 // needsSandboxContainer reports whether a pod gets a sandbox ("pause")
 // container. Only where a process is needed: a sandboxing runtime (gVisor's
 // sandbox is that container, and runtimes berth does not know may work the
@@ -170,6 +168,7 @@ func podSysctls(cfg *runtimeapi.PodSandboxConfig) (map[pinns.Kind]map[string]str
 	return sysctls, nil
 }
 
+// ensureImage returns the image ref names, pulling it when missing.
 func (m *Manager) ensureImage(ctx context.Context, ref string) (*image.Image, error) {
 	img, err := m.images.Get(ref)
 	if errdefs.IsNotFound(err) {

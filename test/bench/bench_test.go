@@ -92,12 +92,13 @@ func TestBench(t *testing.T) {
 			Args: []string{"--log-level", "info"}})
 		rt, img := dial(t, b.Socket)
 		under = append(under, runtimeUnderTest{name: "berth", rt: rt, img: img, procs: func() []int {
-			return append([]int{b.Pid()}, procsMatching("berth-shim --pod-id")...)
+			// This berthd's shims (their state dir is in their arguments).
+			return append([]int{b.Pid()}, procsMatching("berth-shim --pod-id", b.State)...)
 		}})
 		c := startContainerd(t, reg.Host, *runtimePath)
 		rt, img = dial(t, c.socket)
 		under = append(under, runtimeUnderTest{name: "containerd 1.6.20", rt: rt, img: img, procs: func() []int {
-			return append([]int{c.cmd.Process.Pid}, procsMatching("containerd-shim-runc-v2 -namespace k8s.io -id")...)
+			return append([]int{c.cmd.Process.Pid}, procsMatching("containerd-shim-runc-v2 -namespace k8s.io -id", c.dir)...)
 		}})
 	}
 	for _, u := range under {

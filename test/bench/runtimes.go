@@ -127,8 +127,9 @@ func killProcs(dir string) {
 	}
 }
 
-// procsMatching lists processes whose command line contains s.
-func procsMatching(s string) []int {
+// procsMatching lists processes whose command line contains every one of
+// subs.
+func procsMatching(subs ...string) []int {
 	var pids []int
 	ents, _ := os.ReadDir("/proc")
 	for _, e := range ents {
@@ -138,7 +139,15 @@ func procsMatching(s string) []int {
 		}
 		cmd, err := os.ReadFile(filepath.Join("/proc", e.Name(), "cmdline"))
 		// Arguments are NUL-separated.
-		if err == nil && strings.Contains(string(bytes.ReplaceAll(cmd, []byte{0}, []byte{' '})), s) {
+		if err != nil {
+			continue
+		}
+		line := string(bytes.ReplaceAll(cmd, []byte{0}, []byte{' '}))
+		all := true
+		for _, s := range subs {
+			all = all && strings.Contains(line, s)
+		}
+		if all {
 			pids = append(pids, pid)
 		}
 	}

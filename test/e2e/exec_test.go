@@ -63,17 +63,13 @@ func TestDirectExecMatchesRuntimeExec(t *testing.T) {
 	for _, handler := range []string{"runc", "crun"} {
 		t.Run(handler, func(t *testing.T) {
 			b := startBerthd(t, handler)
-			dir := t.TempDir()
 			b.Crictl(t, "pull", "busybox:1.36")
 			client := b.Client(t)
-			podCfg := writeJSON(t, filepath.Join(dir, "exec-pod.json"), map[string]any{
-				"metadata": map[string]any{"name": "exec", "namespace": "e2e", "uid": "exec-uid"},
-				"hostname": "exec-pod",
-				"linux": map[string]any{"security_context": map[string]any{
-					"privileged": true, "namespace_options": map[string]any{"pid": 1},
-				}},
-			})
-			pod := strings.TrimSpace(b.Crictl(t, "runp", podCfg))
+			rp, err := client.RunPodSandbox(context.Background(), &runtimeapi.RunPodSandboxRequest{Config: execPodConfig()})
+			if err != nil {
+				t.Fatal(err)
+			}
+			pod := rp.PodSandboxId
 			for name, sc := range cases {
 				t.Run(name, func(t *testing.T) {
 					sc.NamespaceOptions = &runtimeapi.NamespaceOption{Pid: runtimeapi.NamespaceMode_CONTAINER}

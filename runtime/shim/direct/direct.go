@@ -37,7 +37,10 @@ type Request struct {
 	ContainerID string `json:"id"`
 	// InitPid is the container's init, whose namespaces and cgroups the
 	// process joins.
-	InitPid    int            `json:"initPid"`
+	InitPid int `json:"initPid"`
+	// InitStart is InitPid's start time (StartTime), so that a reused pid
+	// is never entered.
+	InitStart  uint64         `json:"initStart"`
 	Namespaces []string       `json:"namespaces"`
 	Process    *specs.Process `json:"process"`
 	// Seccomp: the container has a filter. Filter is its program when the
@@ -145,17 +148,18 @@ func ProcessUnsupported(p *specs.Process) string {
 	return ""
 }
 
-// Cmd is a started helper.
+// Cmd is the helper.
 type Cmd struct {
 	*exec.Cmd
 	reports *bufio.Scanner
-	closers []*os.File
+	// The helper's ends (closed here once it started) and ours.
+	reqR, repW, repR *os.File
 }
 
-// Command prepares the helper (self is the shim's own binary) for req,
-// with the process's stdio. Start it (through the shim's reaper), then
-// read its reports with Next.
-func Command(self string, req *Request, stdin, stdout, stderr *os.File) (*Cmd, error) {
+// Command prepares the helper (self is the shim's own binary) for req.
+// Set its stdio (the process's), start it (through the shim's reaper),
+// call Started, then read its reports with Next.
+func Command(self string, req *Request) (*Cmd, error) {
 	data, err := json.Marshal(req)
 	if err != nil {
 		return nil, err
@@ -170,7 +174,7 @@ func Command(self string, req *Request, stdin, stdout, stderr *os.File) (*Cmd, e
 		reqW.Close()
 		return nil, err
 	}
-	// The request fits the pipe; the helper reads it after starting.
+	// The helper reads the request once it runs.
 	go func() {
 		_, _ = reqW.Write(data)
 		reqW.Close()
@@ -179,29 +183,19 @@ func Command(self string, req *Request, stdin, stdout, stderr *os.File) (*Cmd, e
 	cmd.ExtraFiles = []*os.File{reqR, repW}
 	cmd.Dir = "/"
 	cmd.Env = []string{}
-	if stdin != nil {
-		cmd.Stdin = stdin
-	}
-	if stdout != nil {
-		cmd.Stdout = stdout
-	}
-	if stderr != nil {
-		cmd.Stderr = stderr
-	}
-	c := &Cmd{Cmd: cmd, reports: bufio.NewScanner(repR), closers: []*os.File{reqR, repW}}
+	c := &Cmd{Cmd: cmd, reports: bufio.NewScanner(repR), reqR: reqR, repW: repW, repR: repR}
 	c.reports.Buffer(make([]byte, 0, 64<<10), 4<<20)
-	c.closers = append(c.closers, repR)
 	return c, nil
 }
 
-// Started closes the parent's copies of the helper's ends; call it once
-// the helper runs (or failed to start).
+// Started closes our copies of the helper's ends; call it once the helper
+// runs (or failed to start).
 func (c *Cmd) Started() {
-	c.closers[0].Close()
-	c.closers[1].Close()
+	c.reqR.Close()
+	c.repW.Close()
 }
 
-// Next reads the helper's next report; io.EOF-like errors mean it is gone.
+// Next reads the helper's next report; an error means it is gone.
 func (c *Cmd) Next() (Report, error) {
 	if !c.reports.Scan() {
 		if err := c.reports.Err(); err != nil {
@@ -217,4 +211,4 @@ func (c *Cmd) Next() (Report, error) {
 }
 
 // Close releases the report pipe.
-func (c *Cmd) Close() { c.closers[2].Close() }
+func (c *Cmd) Close() { c.repR.Close() }

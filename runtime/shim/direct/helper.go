@@ -84,6 +84,9 @@ func start(req *Request, out *json.Encoder) (int, error) {
 			return 0, err
 		}
 	}
+	if err := sameProcess(req.InitPid, req.InitStart); err != nil {
+		return 0, err
+	}
 	var nsFDs []int
 	defer func() {
 		for _, fd := range nsFDs {
@@ -100,6 +103,10 @@ func start(req *Request, out *json.Encoder) (int, error) {
 		kinds = append(kinds, nsFlag(name))
 	}
 	if err := joinCgroups(req.InitPid); err != nil {
+		return 0, err
+	}
+	// Still the same init: the namespaces and cgroups were its.
+	if err := sameProcess(req.InitPid, req.InitStart); err != nil {
 		return 0, err
 	}
 	for _, rl := range p.Rlimits {

@@ -100,6 +100,33 @@ func loadFilter(prog []byte, flags uint) error {
 	return nil
 }
 
+// StartTime is pid's start time (clock ticks after boot): with the pid, it
+// names one process for good.
+func StartTime(pid int) (uint64, error) {
+	data, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return 0, err
+	}
+	// The command name may hold spaces and parentheses: count from the last ')'.
+	i := strings.LastIndexByte(string(data), ')')
+	if i < 0 {
+		return 0, fmt.Errorf("/proc/%d/stat: %q", pid, data)
+	}
+	fields := strings.Fields(string(data[i+1:]))
+	if len(fields) < 20 {
+		return 0, fmt.Errorf("/proc/%d/stat: %q", pid, data)
+	}
+	return strconv.ParseUint(fields[19], 10, 64)
+}
+
+// sameProcess says whether pid is still the process that started at start.
+func sameProcess(pid int, start uint64) error {
+	if now, err := StartTime(pid); err != nil || now != start {
+		return fmt.Errorf("the container's init (pid %d) is gone", pid)
+	}
+	return nil
+}
+
 // joinCgroups moves this process into every cgroup pid is in.
 func joinCgroups(pid int) error {
 	mounts, err := cgroupMounts()

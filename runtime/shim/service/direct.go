@@ -21,8 +21,9 @@ var errUseRuntime = errors.New("use the runtime's exec")
 
 // directState is what a container's direct execs reuse.
 type directState struct {
-	plan   *direct.Plan
-	filter []byte // the container's seccomp program, once read
+	plan      *direct.Plan
+	filter    []byte // the container's seccomp program, once read
+	initStart uint64 // the init's start time, read at create
 }
 
 // directPlan reads (once) how c's processes can be entered directly.
@@ -70,16 +71,17 @@ func (s *Service) startDirect(c *container, process []byte, stdio execStdio) (*e
 		return nil, errUseRuntime
 	}
 	c.mu.Lock()
-	req := &direct.Request{ContainerID: c.id, InitPid: c.pid, Namespaces: plan.Namespaces, Process: &proc,
+	req := &direct.Request{ContainerID: c.id, InitPid: c.pid, InitStart: c.direct.initStart, Namespaces: plan.Namespaces, Process: &proc,
 		Seccomp: plan.Seccomp, SeccompFlags: plan.SeccompFlags, Filter: c.direct.filter}
 	if s.opts.Runtime.Kind() == "runc" {
 		req.DefaultHome = "/" // crun leaves HOME unset
 	}
 	c.mu.Unlock()
-	cmd, err := direct.Command("/proc/self/exe", req, stdio.in, stdio.out, stdio.err)
+	cmd, err := direct.Command("/proc/self/exe", req)
 	if err != nil {
 		return nil, err
 	}
+	setStdio(cmd.Cmd, stdio.in, stdio.out, stdio.err)
 	begun := time.Now()
 	helper, err := s.reaper.Start(cmd.Cmd)
 	cmd.Started()

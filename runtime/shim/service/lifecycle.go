@@ -24,6 +24,7 @@ import (
 	shimv1 "github.com/berthrt/berth/proto/berth/shim/v1"
 	"github.com/berthrt/berth/runtime/oci"
 	"github.com/berthrt/berth/runtime/shim/crilog"
+	"github.com/berthrt/berth/runtime/shim/direct"
 	"github.com/berthrt/berth/runtime/shim/frame"
 	"github.com/berthrt/berth/runtime/shim/reaper"
 )
@@ -226,6 +227,7 @@ func (s *Service) create(c *container, req *shimv1.CreateRequest) (_ *shimv1.Con
 
 	c.mu.Lock()
 	c.pid = pid
+	c.direct.initStart, _ = direct.StartTime(pid)
 	c.status = shimv1.Status_STATUS_CREATED
 	c.createdAt = time.Now()
 	c.mu.Unlock()
