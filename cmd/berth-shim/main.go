@@ -59,6 +59,7 @@ func run() error {
 	flag.StringVar(&rt.Root, "runtime-root", "", "OCI runtime --root")
 	flag.Var(&rtArgs, "runtime-arg", "extra global runtime argument (repeatable)")
 	flag.BoolVar(&rt.DirectExec, "direct-exec", false, "start exec'd processes in runc and crun containers without the runtime")
+	flag.BoolVar(&rt.DirectStart, "direct-start", false, "start created runc containers through runc's exec fifo, without runc")
 	flag.StringVar(&level, "log-level", "info", "log level")
 	flag.IntVar(&readyFD, "ready-fd", -1, "fd to write 'ok' to once serving")
 	flag.Parse()

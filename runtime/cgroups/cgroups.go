@@ -235,12 +235,30 @@ func (r Reader) Remove(dir string) error {
 		})
 		// Deepest first.
 		for i := len(dirs) - 1; i >= 0; i-- {
-			if err := unix.Rmdir(dirs[i]); err != nil && !errors.Is(err, unix.ENOENT) {
+			if err := rmdirCgroup(dirs[i]); err != nil {
 				errs = append(errs, fmt.Errorf("remove cgroup %s: %w", dirs[i], err))
 			}
 		}
 	}
 	return errors.Join(errs...)
+}
+
+// rmdirCgroup removes one cgroup directory. A process that is exiting
+// (an exec's helper reporting its child's exit, a task the kernel is
+// still tearing down) keeps it busy for a moment: retry briefly.
+func rmdirCgroup(dir string) error {
+	delay := 10 * time.Millisecond
+	for try := 0; ; try++ {
+		err := unix.Rmdir(dir)
+		if err == nil || errors.Is(err, unix.ENOENT) {
+			return nil
+		}
+		if !errors.Is(err, unix.EBUSY) || try == 5 {
+			return err
+		}
+		time.Sleep(delay)
+		delay *= 2
+	}
 }
 
 // Procs lists the processes in the cgroup at dir.

@@ -73,3 +73,50 @@ func TestReadRealCgroup(t *testing.T) {
 		t.Error("removed cgroup still reads")
 	}
 }
+
+// TestRemoveWaitsForAnExitingProcess: a process on its way out (here one
+// that exits 50 ms after the removal starts) does not fail the removal;
+// one that stays does, and its cgroup stays with it.
+func TestRemoveWaitsForAnExitingProcess(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("needs root to create cgroups")
+	}
+	r := Reader{Mode: host.Cgroups(), Driver: "cgroupfs"}
+	root := "/sys/fs/cgroup/pids"
+	if r.Mode == host.CgroupV2 {
+		root = "/sys/fs/cgroup"
+	}
+	for _, c := range []struct {
+		sleep   string
+		removed bool
+	}{{"0.05", true}, {"30", false}} {
+		dir := "/berth-test-" + strconv.Itoa(os.Getpid()) + "-" + c.sleep
+		d := filepath.Join(root, dir)
+		if err := os.MkdirAll(d, 0o755); err != nil {
+			t.Fatal(err)
+		}
+		// The shell joins the cgroup itself, then becomes the sleeper.
+		cmd := exec.Command("sh", "-c", `echo $$ > "$1/cgroup.procs" && exec sleep "$2"`, "sh", d, c.sleep)
+		if err := cmd.Start(); err != nil {
+			t.Fatal(err)
+		}
+		exited := make(chan struct{})
+		go func() { _ = cmd.Wait(); close(exited) }()
+		for deadline := time.Now().Add(5 * time.Second); len(r.Procs(dir)) == 0; time.Sleep(time.Millisecond) {
+			if time.Now().After(deadline) {
+				t.Fatal("the process did not join its cgroup")
+			}
+		}
+		err := r.Remove(dir)
+		_, statErr := os.Stat(d)
+		if c.removed && (err != nil || statErr == nil) {
+			t.Errorf("a process exiting in 50 ms: %v (cgroup there: %v)", err, statErr == nil)
+		}
+		if !c.removed && (err == nil || statErr != nil) {
+			t.Errorf("a process that stays: %v, want an error and the cgroup kept", err)
+		}
+		_ = cmd.Process.Kill()
+		<-exited
+		_ = r.Remove(dir)
+	}
+}

@@ -58,12 +58,16 @@ type Runtime struct {
 	// shim enters the container itself; runc and crun only, others use
 	// their runtime) or "runtime" (always the runtime's exec).
 	Exec string `toml:"exec"`
+	// Start is how created containers start: "direct" (runc only: the
+	// shim does what `runc start` does, through runc's exec FIFO) or
+	// "runtime" (always the runtime's start).
+	Start string `toml:"start"`
 }
 
-// Exec modes.
+// Modes of Exec and Start.
 const (
-	ExecDirect  = "direct"
-	ExecRuntime = "runtime"
+	ModeDirect  = "direct"
+	ModeRuntime = "runtime"
 )
 
 // Image configures pulling and storing images.
@@ -158,7 +162,7 @@ func Default() *Config {
 		if err != nil {
 			continue
 		}
-		rt := Runtime{Path: path, Root: filepath.Join(c.State, "runtime", name), Exec: ExecDirect}
+		rt := Runtime{Path: path, Root: filepath.Join(c.State, "runtime", name), Exec: ModeDirect, Start: ModeDirect}
 		if name == "runsc" {
 			// gVisor enforces a container's seccomp profile only when asked
 			// to (it filters system calls in its own kernel otherwise). Its
@@ -215,7 +219,10 @@ func Parse(text string) (*Config, error) {
 			rt.Root = filepath.Join(c.State, "runtime", name)
 		}
 		if rt.Exec == "" {
-			rt.Exec = ExecDirect
+			rt.Exec = ModeDirect
+		}
+		if rt.Start == "" {
+			rt.Start = ModeDirect
 		}
 		c.Runtimes[name] = rt
 	}
@@ -254,8 +261,10 @@ func (c *Config) Validate() error {
 		if rt.Root != "" && !filepath.IsAbs(rt.Root) {
 			bad(key+".root", "must be an absolute path, got %q", rt.Root)
 		}
-		if rt.Exec != "" && rt.Exec != ExecDirect && rt.Exec != ExecRuntime {
-			bad(key+".exec", "must be %q or %q, got %q", ExecDirect, ExecRuntime, rt.Exec)
+		for k, v := range map[string]string{"exec": rt.Exec, "start": rt.Start} {
+			if v != "" && v != ModeDirect && v != ModeRuntime {
+				bad(key+"."+k, "must be %q or %q, got %q", ModeDirect, ModeRuntime, v)
+			}
 		}
 	}
 	if c.Image.PauseImage == "" {

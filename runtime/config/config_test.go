@@ -62,6 +62,7 @@ default_runtime = "fast"
 [runtimes.fast]
 path = "/opt/crun"
 args = ["--debug"]
+start = "runtime"
 [runtimes.fast.annotations]
 "x" = "y"
 [image]
@@ -79,7 +80,7 @@ max_concurrent_downloads = 8
 	if _, ok := c.Runtimes["runc"]; ok {
 		t.Errorf("a file listing runtimes must replace the detected ones, got %v", c.RuntimeNames())
 	}
-	if rt := c.Runtimes["fast"]; rt.Path != "/opt/crun" || rt.Annotations["x"] != "y" || rt.Args[0] != "--debug" {
+	if rt := c.Runtimes["fast"]; rt.Path != "/opt/crun" || rt.Annotations["x"] != "y" || rt.Args[0] != "--debug" || rt.Start != ModeRuntime || rt.Exec != ModeDirect {
 		t.Errorf("runtime fast = %+v", rt)
 	}
 	if c.Image.Mirrors["registry.k8s.io"][0] != "http://127.0.0.1:5000" {
@@ -122,10 +123,14 @@ cgroup_driver = "weird"
 default_runtime = "nope"
 [image.mirrors]
 "docker.io" = ["ftp://x"]
+[runtimes.runc]
+path = "/usr/bin/runc"
+exec = "fast"
+start = "soon"
 [streaming]
 address = "nohostport"
 `)
-	for _, want := range []string{"cgroup_driver: must be", `default_runtime: "nope" is not a configured handler (have runc)`, `image.mirrors."docker.io"[0]`, "streaming.address"} {
+	for _, want := range []string{"runtimes.runc.exec: must be \"direct\" or \"runtime\", got \"fast\"", "runtimes.runc.start: must be", "cgroup_driver: must be", `default_runtime: "nope" is not a configured handler (have runc)`, `image.mirrors."docker.io"[0]`, "streaming.address"} {
 		if err == nil || !strings.Contains(err.Error(), want) {
 			t.Errorf("error lacks %q:\n%v", want, err)
 		}

@@ -53,12 +53,16 @@ shim_path = {{q .ShimPath}}
 #   exec        "direct": berth-shim starts exec'd processes in runc and crun
 #               containers itself, as the runtime would (much faster);
 #               "runtime": always through the runtime's exec
+#   start       "direct": berth-shim starts created runc containers itself
+#               through runc's exec FIFO, as "runc start" does (faster);
+#               "runtime": always the runtime's start
 {{- range $name, $rt := .Runtimes}}
 [runtimes.{{$name}}]
 path = {{q $rt.Path}}
 root = {{q $rt.Root}}
 args = {{ql $rt.Args}}
 exec = {{q $rt.Exec}}
+start = {{q $rt.Start}}
 {{- if $rt.Annotations}}
 [runtimes.{{$name}}.annotations]
 {{- range $k, $v := $rt.Annotations}}

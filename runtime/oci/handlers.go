@@ -33,7 +33,7 @@ func NewHandlers(ctx context.Context, c *config.Config) *Handlers {
 	var wg sync.WaitGroup
 	var mu sync.Mutex
 	for name, rc := range c.Runtimes {
-		hd := &Handler{Runtime: &Runtime{Handler: name, Path: rc.Path, Root: rc.Root, Args: rc.Args, DirectExec: rc.Exec != config.ExecRuntime}, Annotations: rc.Annotations}
+		hd := &Handler{Runtime: &Runtime{Handler: name, Path: rc.Path, Root: rc.Root, Args: rc.Args, DirectExec: rc.Exec != config.ModeRuntime, DirectStart: rc.Start != config.ModeRuntime}, Annotations: rc.Annotations}
 		h.byName[name] = hd
 		wg.Add(1)
 		go func() {

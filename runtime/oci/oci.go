@@ -26,6 +26,9 @@ type Runtime struct {
 	// DirectExec lets the shim start exec'd processes itself (runc and
 	// crun containers).
 	DirectExec bool
+	// DirectStart lets the shim start created runc containers itself,
+	// through runc's exec FIFO.
+	DirectStart bool
 }
 
 // Kind names the runtime family ("runc", "crun", "runsc", or the binary's

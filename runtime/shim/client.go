@@ -53,6 +53,9 @@ func Spawn(ctx context.Context, o SpawnOptions) (*Client, error) {
 	if o.Runtime.DirectExec {
 		args = append(args, "--direct-exec")
 	}
+	if o.Runtime.DirectStart {
+		args = append(args, "--direct-start")
+	}
 	readyR, readyW, err := os.Pipe()
 	if err != nil {
 		return nil, err

@@ -17,7 +17,6 @@ import (
 	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
 
 	"github.com/berthrt/berth/runtime/shim/direct"
-	"github.com/berthrt/berth/test/fixtures"
 	"github.com/berthrt/berth/test/harness"
 )
 
@@ -240,10 +239,7 @@ func processIn(t *testing.T, pid int, cmdline string) int {
 func TestExecSyncEdges(t *testing.T) {
 	for _, mode := range []string{"direct", "runtime"} {
 		t.Run(mode, func(t *testing.T) {
-			harness.RequireRoot(t)
-			reg := fixtures.Registry(t)
-			b := harness.Start(t, harness.Options{Mirrors: fixtures.Mirrors(reg), DefaultRuntime: "runc",
-				Extra: fmt.Sprintf("[runtimes.runc]\npath = %q\nexec = %q\n", "/usr/sbin/runc", mode)})
+			b := startRunc(t, fmt.Sprintf("exec = %q", mode))
 			dir := t.TempDir()
 			b.Crictl(t, "pull", "busybox:1.36")
 			podCfg := podConfig(t, dir, "edges", 0)

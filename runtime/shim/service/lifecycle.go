@@ -284,14 +284,17 @@ func (s *Service) Start(_ context.Context, req *shimv1.IDRequest) (*shimv1.Conta
 	c.mu.Unlock()
 	ctx, cancel := runtimeCtx()
 	defer cancel()
-	err = s.runRuntime(func(logFile string) *exec.Cmd {
-		cmd := s.opts.Runtime.Start(ctx, req.Id, logFile)
-		if io := c.childIO; len(io) > 0 {
-			in, out, errf := stdioOf(io)
-			setStdio(cmd, in, out, errf)
-		}
-		return cmd
-	})
+	err = s.release(ctx, c)
+	if errors.Is(err, errUseRuntime) {
+		err = s.runRuntime(func(logFile string) *exec.Cmd {
+			cmd := s.opts.Runtime.Start(ctx, req.Id, logFile)
+			if io := c.childIO; len(io) > 0 {
+				in, out, errf := stdioOf(io)
+				setStdio(cmd, in, out, errf)
+			}
+			return cmd
+		})
+	}
 	c.closeChildIO()
 	if err != nil {
 		c.mu.Lock()
