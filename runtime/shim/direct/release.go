@@ -32,6 +32,13 @@ var ErrStarted = errors.New("container started")
 // start) is gone or ctx ended first.
 func Release(ctx context.Context, stateDir string, pid int, start uint64) error {
 	path := filepath.Join(stateDir, "exec.fifo")
+	// Look before opening (never open a device or such), and again after
+	// (in case it was swapped in between).
+	if fi, err := os.Lstat(path); err != nil {
+		return fmt.Errorf("%w: %w", ErrNoFifo, err)
+	} else if fi.Mode()&os.ModeNamedPipe == 0 {
+		return fmt.Errorf("%w: %s is not a fifo", ErrNoFifo, path)
+	}
 	// Read and write, so the open never blocks and a read before init has
 	// opened its end waits instead of seeing end-of-file (fifo(7)).
 	fd, err := unix.Open(path, unix.O_RDWR|unix.O_NONBLOCK|unix.O_CLOEXEC, 0)

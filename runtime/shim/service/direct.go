@@ -154,6 +154,9 @@ func (s *Service) release(ctx context.Context, c *container) error {
 	c.mu.Lock()
 	pid, start := c.pid, c.direct.initStart
 	c.mu.Unlock()
+	if start == 0 {
+		return errUseRuntime // the init was never seen alive: let runc judge
+	}
 	err = direct.Release(ctx, filepath.Join(rt.Root, c.id), pid, start)
 	switch {
 	case errors.Is(err, direct.ErrNoFifo):
