@@ -434,6 +434,28 @@ func TestPullFailures(t *testing.T) {
 			t.Errorf("fault %d: failed pull left %d layer dirs", fault, n)
 		}
 	}
+	// One layer arrives whole and the other fails: the whole one does not
+	// stay behind either (on a full disk its room is wanted back).
+	layers, err := img.Layers()
+	if err != nil {
+		t.Fatal(err)
+	}
+	second, err := layers[1].Digest()
+	if err != nil {
+		t.Fatal(err)
+	}
+	reg.SetFault(func(r *http.Request) registry.Fault {
+		if registry.IsBlobGet(r) && strings.Contains(r.URL.Path, second.String()) {
+			return registry.Unavailable
+		}
+		return registry.None
+	})
+	if _, err := e.s.Pull(ctx, reg.Host+"/app:1", nil); err == nil {
+		t.Error("a pull whose second layer fails succeeded")
+	}
+	if n := len(e.layerDirs(t)); n != 0 {
+		t.Errorf("a pull with one failed layer left %d layer dirs", n)
+	}
 	reg.SetFault(nil)
 	if _, err := e.s.Pull(ctx, reg.Host+"/app:1", nil); err != nil {
 		t.Errorf("retry once the fault is gone: %v", err)

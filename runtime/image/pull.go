@@ -312,7 +312,12 @@ func (s *Store) pull(ctx context.Context, ref Ref, auth *Auth) (img *Image, err 
 
 	// Hold the chain against collection from here to the commit.
 	s.lease(chain)
-	defer s.unlease(chain)
+	defer func() {
+		s.unlease(chain)
+		if err != nil {
+			s.dropUncommitted(chain)
+		}
+	}()
 
 	records, err := s.fetchLayers(ctx, ref, res, manifest.Layers, diffIDs, chain, prog)
 	if err != nil {
@@ -361,6 +366,26 @@ func (s *Store) lease(chain []string) {
 	defer s.mu.Unlock()
 	for _, c := range chain {
 		s.leased[c]++
+	}
+}
+
+// dropUncommitted removes what a failed pull unpacked: directories of
+// chain's layers that have no record and that no other pull holds. (A
+// full disk wants the room back now, not at the next collection.)
+func (s *Store) dropUncommitted(chain []string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for _, c := range chain {
+		if s.leased[c] > 0 {
+			continue
+		}
+		var recorded bool
+		if err := s.db.View(func(tx *store.Tx) error { recorded = tx.Has(bucketLayers, c); return nil }); err != nil || recorded {
+			continue
+		}
+		if err := removeLayerDir(s.layerDir(dirName(c))); err != nil {
+			s.log.Warn("removing a failed pull's layer", "chain", c, "err", err)
+		}
 	}
 }
 

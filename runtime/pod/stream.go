@@ -14,6 +14,7 @@ import (
 	"strconv"
 	"time"
 
+	specs "github.com/opencontainers/runtime-spec/specs-go"
 	"golang.org/x/sys/unix"
 	remotecommand "k8s.io/cri-streaming/pkg/streaming/remotecommand"
 	utilexec "k8s.io/utils/exec"
@@ -76,6 +77,9 @@ func (m *Manager) ExecStream(ctx context.Context, id string, cmd []string, in io
 	}
 	p := *c.process
 	p.Args, p.Terminal, p.ConsoleSize = cmd, tty, nil
+	if tty {
+		p.ConsoleSize = firstSize(ctx, resize)
+	}
 	raw, err := json.Marshal(&p)
 	if err != nil {
 		return err
@@ -90,6 +94,27 @@ func (m *Manager) ExecStream(ctx context.Context, id string, cmd []string, in io
 	}
 	if code != 0 {
 		return utilexec.CodeExitError{Err: fmt.Errorf("command %q exited with %d", cmd, code), Code: int(code)}
+	}
+	return nil
+}
+
+// firstSize waits briefly for the size a client sends as soon as its
+// stream opens, so that the process starts on a terminal of that size: a
+// resize that comes after the start can come after the process has
+// read its size (a 0x0 terminal). Later sizes go as resizes.
+func firstSize(ctx context.Context, resize <-chan remotecommand.TerminalSize) *specs.Box {
+	if resize == nil {
+		return nil
+	}
+	t := time.NewTimer(200 * time.Millisecond)
+	defer t.Stop()
+	select {
+	case sz, ok := <-resize:
+		if ok && sz.Width > 0 && sz.Height > 0 {
+			return &specs.Box{Width: uint(sz.Width), Height: uint(sz.Height)}
+		}
+	case <-t.C:
+	case <-ctx.Done():
 	}
 	return nil
 }
