@@ -254,11 +254,7 @@ func (m *Manager) StartContainer(ctx context.Context, id string) error {
 	if rec.State != stateCreated {
 		return errdefs.FailedPrecondition("container %s is %s, not created", rec.ID, rec.State)
 	}
-	sb, err := m.getSandbox(rec.SandboxID)
-	if err != nil {
-		return err
-	}
-	client, err := sb.client()
+	client, err := m.podShim(rec.SandboxID)
 	if err != nil {
 		return err
 	}
@@ -557,29 +553,15 @@ func (m *Manager) ExecSync(ctx context.Context, id string, cmd []string, timeout
 	if len(cmd) == 0 {
 		return nil, nil, 0, errdefs.InvalidArgument("exec needs a command")
 	}
-	c, err := m.getContainer(id)
+	c, client, err := m.runningContainer(id)
 	if err != nil {
 		return nil, nil, 0, err
 	}
-	rec := c.snapshot()
-	if rec.State != stateRunning {
-		return nil, nil, 0, errdefs.FailedPrecondition("container %s is not running", rec.ID)
-	}
-	sb, err := m.getSandbox(rec.SandboxID)
+	raw, err := execProcess(c, cmd, false, nil)
 	if err != nil {
 		return nil, nil, 0, err
 	}
-	client, err := sb.client()
-	if err != nil {
-		return nil, nil, 0, err
-	}
-	p := *c.process
-	p.Args, p.Terminal, p.ConsoleSize = cmd, false, nil
-	raw, err := json.Marshal(&p)
-	if err != nil {
-		return nil, nil, 0, err
-	}
-	resp, err := client.ExecSync(ctx, &shimv1.ExecSyncRequest{Id: rec.ID, Process: raw, TimeoutNs: int64(timeout), MaxOutput: 8 << 20})
+	resp, err := client.ExecSync(ctx, &shimv1.ExecSyncRequest{Id: c.rec.ID, Process: raw, TimeoutNs: int64(timeout), MaxOutput: 8 << 20})
 	if err != nil {
 		return nil, nil, 0, err
 	}
@@ -635,11 +617,7 @@ func (m *Manager) UpdateContainerResources(ctx context.Context, id string, r *ru
 	if rec.State != stateCreated && rec.State != stateRunning {
 		return errdefs.FailedPrecondition("container %s is %s", rec.ID, rec.State)
 	}
-	sb, err := m.getSandbox(rec.SandboxID)
-	if err != nil {
-		return err
-	}
-	client, err := sb.client()
+	client, err := m.podShim(rec.SandboxID)
 	if err != nil {
 		return err
 	}

@@ -34,15 +34,27 @@ func (m *Manager) runningContainer(id string) (*container, shimv1.ShimServiceCli
 	if rec.State != stateRunning {
 		return nil, nil, errdefs.FailedPrecondition("container %s is not running", rec.ID)
 	}
-	sb, err := m.getSandbox(rec.SandboxID)
-	if err != nil {
-		return nil, nil, err
-	}
-	client, err := sb.client()
+	client, err := m.podShim(rec.SandboxID)
 	if err != nil {
 		return nil, nil, err
 	}
 	return c, client, nil
+}
+
+// podShim is the client of pod id's shim.
+func (m *Manager) podShim(id string) (shimv1.ShimServiceClient, error) {
+	sb, err := m.getSandbox(id)
+	if err != nil {
+		return nil, err
+	}
+	return sb.client()
+}
+
+// execProcess is c's process with cmd as its arguments, as OCI JSON.
+func execProcess(c *container, cmd []string, tty bool, size *specs.Box) ([]byte, error) {
+	p := *c.process
+	p.Args, p.Terminal, p.ConsoleSize = cmd, tty, size
+	return json.Marshal(&p)
 }
 
 // CheckStreamable tells whether Exec or Attach can run in container id,
@@ -75,12 +87,11 @@ func (m *Manager) ExecStream(ctx context.Context, id string, cmd []string, in io
 	if err != nil {
 		return err
 	}
-	p := *c.process
-	p.Args, p.Terminal, p.ConsoleSize = cmd, tty, nil
+	var size *specs.Box
 	if tty {
-		p.ConsoleSize = firstSize(ctx, resize)
+		size = firstSize(ctx, resize)
 	}
-	raw, err := json.Marshal(&p)
+	raw, err := execProcess(c, cmd, tty, size)
 	if err != nil {
 		return err
 	}

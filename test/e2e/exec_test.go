@@ -241,11 +241,7 @@ func TestExecSyncEdges(t *testing.T) {
 		t.Run(mode, func(t *testing.T) {
 			b := startRunc(t, fmt.Sprintf("exec = %q", mode))
 			dir := t.TempDir()
-			b.Crictl(t, "pull", "busybox:1.36")
-			podCfg := podConfig(t, dir, "edges", 0)
-			pod := strings.TrimSpace(b.Crictl(t, "runp", podCfg))
-			ctr := strings.TrimSpace(b.Crictl(t, "create", pod, ctrConfig(t, dir, "edges", "sleep 600"), podCfg))
-			b.Crictl(t, "start", ctr)
+			pod, ctr := podWithContainer(t, b, dir, "edges", "sleep 600")
 			client, ctx := b.Client(t), context.Background()
 			init := inspectCtr(t, b, ctr).Info.Pid
 

@@ -20,18 +20,22 @@ func freePort(t *testing.T) int {
 	return l.Addr().(*net.TCPAddr).Port
 }
 
-func TestPrometheusMetrics(t *testing.T) {
+// startWithMetrics starts berthd (runc by default) serving /metrics on
+// the loopback port it returns.
+func startWithMetrics(t *testing.T) (*harness.Berthd, int) {
+	t.Helper()
 	harness.RequireRoot(t)
 	reg := fixtures.Registry(t)
 	port := freePort(t)
 	b := harness.Start(t, harness.Options{Mirrors: fixtures.Mirrors(reg), DefaultRuntime: "runc",
 		Extra: fmt.Sprintf("[metrics]\naddress = \"127.0.0.1:%d\"\n", port)})
+	return b, port
+}
+
+func TestPrometheusMetrics(t *testing.T) {
+	b, port := startWithMetrics(t)
 	dir := t.TempDir()
-	b.Crictl(t, "pull", "busybox:1.36")
-	podCfg := podConfig(t, dir, "metered", 0)
-	pod := strings.TrimSpace(b.Crictl(t, "runp", podCfg))
-	ctr := strings.TrimSpace(b.Crictl(t, "create", pod, ctrConfig(t, dir, "metered", "sleep 60"), podCfg))
-	b.Crictl(t, "start", ctr)
+	pod, _ := podWithContainer(t, b, dir, "metered", "sleep 60")
 	_, _ = b.TryCrictl(t, "inspect", "nonexistent-id")
 
 	body := httpGet(t, fmt.Sprintf("http://127.0.0.1:%d/metrics", port))

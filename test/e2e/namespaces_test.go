@@ -151,11 +151,7 @@ func TestEgressMasquerade(t *testing.T) {
 			b := startBerthd(t, handler)
 			ln := outsideListener(t, fmt.Sprintf("berthext%d", len(handler)))
 			dir := t.TempDir()
-			b.Crictl(t, "pull", "busybox:1.36")
-			podCfg := podConfig(t, dir, "egress", 0)
-			pod := strings.TrimSpace(b.Crictl(t, "runp", podCfg))
-			ctr := strings.TrimSpace(b.Crictl(t, "create", pod, ctrConfig(t, dir, "egress", "echo hello | nc "+ln.server+" 8080; sleep 600"), podCfg))
-			b.Crictl(t, "start", ctr)
+			pod, _ := podWithContainer(t, b, dir, "egress", "echo hello | nc "+ln.server+" 8080; sleep 600")
 			select {
 			case got := <-ln.peers:
 				if got.ip != ln.host || got.line != "hello" {

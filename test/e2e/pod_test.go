@@ -50,6 +50,18 @@ func ctrConfig(t *testing.T, dir, name, script string) string {
 	})
 }
 
+// podWithContainer pulls busybox, runs a pod named name and starts a
+// container of that name running script in it.
+func podWithContainer(t *testing.T, b *harness.Berthd, dir, name, script string) (pod, ctr string) {
+	t.Helper()
+	b.Crictl(t, "pull", "busybox:1.36")
+	podCfg := podConfig(t, dir, name, 0)
+	pod = strings.TrimSpace(b.Crictl(t, "runp", podCfg))
+	ctr = strings.TrimSpace(b.Crictl(t, "create", pod, ctrConfig(t, dir, name, script), podCfg))
+	b.Crictl(t, "start", ctr)
+	return pod, ctr
+}
+
 func writeJSON(t *testing.T, path string, v any) string {
 	t.Helper()
 	data, err := json.Marshal(v)

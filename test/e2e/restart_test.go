@@ -63,11 +63,7 @@ func TestKill9KeepsPods(t *testing.T) {
 func TestSigtermFinishesCallsAndKeepsPods(t *testing.T) {
 	b := startBerthd(t, "runc")
 	dir := t.TempDir()
-	b.Crictl(t, "pull", "busybox:1.36")
-	podCfg := podConfig(t, dir, "steady", 0)
-	pod := strings.TrimSpace(b.Crictl(t, "runp", podCfg))
-	ctr := strings.TrimSpace(b.Crictl(t, "create", pod, ctrConfig(t, dir, "steady", "while true; do sleep 0.1; done"), podCfg))
-	b.Crictl(t, "start", ctr)
+	pod, ctr := podWithContainer(t, b, dir, "steady", "while true; do sleep 0.1; done")
 	pid := waitState(t, b, ctr, "CONTAINER_RUNNING").Info.Pid
 
 	// A call in flight when SIGTERM arrives completes.

@@ -55,11 +55,7 @@ func TestShimKilledIsNoticed(t *testing.T) {
 			b := startBerthd(t, handler)
 			dir := t.TempDir()
 			before := b.CountLeaks(t)
-			b.Crictl(t, "pull", "busybox:1.36")
-			podCfg := podConfig(t, dir, "orphaned", 0)
-			pod := strings.TrimSpace(b.Crictl(t, "runp", podCfg))
-			ctr := strings.TrimSpace(b.Crictl(t, "create", pod, ctrConfig(t, dir, "orphaned", "sleep 600"), podCfg))
-			b.Crictl(t, "start", ctr)
+			pod, ctr := podWithContainer(t, b, dir, "orphaned", "sleep 600")
 			pid := waitState(t, b, ctr, "CONTAINER_RUNNING").Info.Pid
 
 			shim := shimPid(t, pod)
@@ -311,11 +307,7 @@ func TestManyPodsSurviveCrash(t *testing.T) {
 func TestGracefulShutdownUnderLoad(t *testing.T) {
 	b := startBerthd(t, "runc")
 	dir := t.TempDir()
-	b.Crictl(t, "pull", "busybox:1.36")
-	podCfg := podConfig(t, dir, "busy", 0)
-	pod := strings.TrimSpace(b.Crictl(t, "runp", podCfg))
-	ctr := strings.TrimSpace(b.Crictl(t, "create", pod, ctrConfig(t, dir, "busy", "sleep 600"), podCfg))
-	b.Crictl(t, "start", ctr)
+	_, ctr := podWithContainer(t, b, dir, "busy", "sleep 600")
 	pid := waitState(t, b, ctr, "CONTAINER_RUNNING").Info.Pid
 
 	client := b.Client(t)
@@ -374,11 +366,7 @@ func TestGracefulShutdownUnderLoad(t *testing.T) {
 // compares what the host holds, and berthd's descriptors and goroutines,
 // before and after.
 func TestLifecyclesLeakNothing(t *testing.T) {
-	harness.RequireRoot(t)
-	reg := fixtures.Registry(t)
-	port := freePort(t)
-	b := harness.Start(t, harness.Options{Mirrors: fixtures.Mirrors(reg), DefaultRuntime: "runc",
-		Extra: fmt.Sprintf("[metrics]\naddress = \"127.0.0.1:%d\"\n", port)})
+	b, port := startWithMetrics(t)
 	dir := t.TempDir()
 	b.Crictl(t, "pull", "busybox:1.36")
 	cycle := func(i int) {

@@ -13,8 +13,6 @@ import (
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 
-	shimv1 "github.com/berthrt/berth/proto/berth/shim/v1"
-
 	"github.com/berthrt/berth/runtime/shim/direct"
 )
 
@@ -58,8 +56,8 @@ func (s *Service) directPlan(c *container) *direct.Plan {
 // startDirect starts process (OCI JSON) in c without the runtime.
 // errUseRuntime means nothing ran and the runtime's exec is to be used.
 func (s *Service) startDirect(c *container, process []byte, stdio execStdio) (*execProc, error) {
-	if st := c.state(); st.Status != shimv1.Status_STATUS_RUNNING {
-		return nil, status.Errorf(codes.FailedPrecondition, "container %s is not running", c.id)
+	if err := c.requireRunning(); err != nil {
+		return nil, err
 	}
 	plan := s.directPlan(c)
 	if plan.Unsupported != "" || stdio.console != nil {

@@ -11,8 +11,6 @@ import (
 	"time"
 
 	"golang.org/x/sys/unix"
-	"google.golang.org/grpc/codes"
-	"google.golang.org/grpc/status"
 
 	shimv1 "github.com/berthrt/berth/proto/berth/shim/v1"
 	"github.com/berthrt/berth/runtime/oci"
@@ -56,8 +54,8 @@ type execProc struct {
 // startExec runs process (OCI JSON) in container c. The caller closes its
 // copies of the stdio ends; cleanup removes the process's files.
 func (s *Service) startExec(c *container, process []byte, stdio execStdio) (*execProc, error) {
-	if st := c.state(); st.Status != shimv1.Status_STATUS_RUNNING {
-		return nil, status.Errorf(codes.FailedPrecondition, "container %s is not running", c.id)
+	if err := c.requireRunning(); err != nil {
+		return nil, err
 	}
 	dir, err := os.MkdirTemp(s.opts.StateDir, "exec-")
 	if err != nil {

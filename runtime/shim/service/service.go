@@ -191,6 +191,23 @@ func (s *Service) get(id string) (*container, error) {
 	return c, nil
 }
 
+// running is get for calls that need the container's process up.
+func (s *Service) running(id string) (*container, error) {
+	c, err := s.get(id)
+	if err != nil {
+		return nil, err
+	}
+	return c, c.requireRunning()
+}
+
+// requireRunning is FailedPrecondition unless c's process runs.
+func (c *container) requireRunning() error {
+	if c.state().Status != shimv1.Status_STATUS_RUNNING {
+		return status.Errorf(codes.FailedPrecondition, "container %s is not running", c.id)
+	}
+	return nil
+}
+
 // Info identifies the shim.
 func (s *Service) Info(ctx context.Context, _ *shimv1.Empty) (*shimv1.InfoResponse, error) {
 	return &shimv1.InfoResponse{PodId: s.opts.PodID, Pid: uint32(os.Getpid()), Version: s.opts.Version}, nil
@@ -430,12 +447,9 @@ func (s *Service) Update(ctx context.Context, req *shimv1.UpdateRequest) (*shimv
 
 // ReopenLog reopens the container's log file.
 func (s *Service) ReopenLog(ctx context.Context, req *shimv1.IDRequest) (*shimv1.Empty, error) {
-	c, err := s.get(req.Id)
+	c, err := s.running(req.Id)
 	if err != nil {
 		return nil, err
-	}
-	if c.state().Status != shimv1.Status_STATUS_RUNNING {
-		return nil, status.Errorf(codes.FailedPrecondition, "container %s is not running", req.Id)
 	}
 	if err := c.log.Reopen(); err != nil {
 		return nil, err

@@ -50,17 +50,20 @@ func acceptOne(l *net.UnixListener, path string) (*net.UnixConn, error) {
 
 // Exec prepares an interactive process; it starts once berthd connects.
 func (s *Service) Exec(ctx context.Context, req *shimv1.ExecRequest) (*shimv1.SessionResponse, error) {
-	c, err := s.get(req.Id)
+	c, err := s.running(req.Id)
 	if err != nil {
 		return nil, err
-	}
-	if st := c.state(); st.Status != shimv1.Status_STATUS_RUNNING {
-		return nil, status.Errorf(codes.FailedPrecondition, "container %s is not running", req.Id)
 	}
 	var proc specs.Process
 	if err := json.Unmarshal(req.Process, &proc); err != nil {
 		return nil, status.Errorf(codes.InvalidArgument, "process: %v", err)
 	}
+	return s.serveSession("exec", req.Id, func(conn *net.UnixConn) { s.execSession(c, conn, req, proc.Terminal) })
+}
+
+// serveSession opens a session socket and runs the session on the one
+// connection it takes; the socket is what berthd connects to.
+func (s *Service) serveSession(kind, id string, run func(*net.UnixConn)) (*shimv1.SessionResponse, error) {
 	l, path, err := sessionListener()
 	if err != nil {
 		return nil, err
@@ -68,11 +71,11 @@ func (s *Service) Exec(ctx context.Context, req *shimv1.ExecRequest) (*shimv1.Se
 	go func() {
 		conn, err := acceptOne(l, path)
 		if err != nil {
-			s.opts.Log.Warn("exec session not taken", "id", req.Id, "err", err)
+			s.opts.Log.Warn(kind+" session not taken", "id", id, "err", err)
 			return
 		}
 		defer conn.Close()
-		s.execSession(c, conn, req, proc.Terminal)
+		run(conn)
 	}()
 	return &shimv1.SessionResponse{Socket: path}, nil
 }
@@ -205,27 +208,11 @@ func relayInput(conn net.Conn, stdin, console *os.File, closeStdinOnEOF bool) {
 // Attach opens a session on a running container's stdio: its output from
 // now on, its stdin if it has one, its terminal's size.
 func (s *Service) Attach(ctx context.Context, req *shimv1.AttachRequest) (*shimv1.SessionResponse, error) {
-	c, err := s.get(req.Id)
+	c, err := s.running(req.Id)
 	if err != nil {
 		return nil, err
 	}
-	if st := c.state(); st.Status != shimv1.Status_STATUS_RUNNING {
-		return nil, status.Errorf(codes.FailedPrecondition, "container %s is not running", req.Id)
-	}
-	l, path, err := sessionListener()
-	if err != nil {
-		return nil, err
-	}
-	go func() {
-		conn, err := acceptOne(l, path)
-		if err != nil {
-			s.opts.Log.Warn("attach session not taken", "id", req.Id, "err", err)
-			return
-		}
-		defer conn.Close()
-		s.attachSession(c, conn, req)
-	}()
-	return &shimv1.SessionResponse{Socket: path}, nil
+	return s.serveSession("attach", req.Id, func(conn *net.UnixConn) { s.attachSession(c, conn, req) })
 }
 
 func (s *Service) attachSession(c *container, conn *net.UnixConn, req *shimv1.AttachRequest) {
