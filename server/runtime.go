@@ -9,6 +9,7 @@ import (
 	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
 
 	"github.com/berthrt/berth/runtime/errdefs"
+	"github.com/berthrt/berth/runtime/spec"
 )
 
 // Version is berth's version, set at build time.
@@ -118,6 +119,11 @@ func (s *RuntimeService) UpdateRuntimeConfig(ctx context.Context, req *runtimeap
 func (s *RuntimeService) RunPodSandbox(ctx context.Context, req *runtimeapi.RunPodSandboxRequest) (*runtimeapi.RunPodSandboxResponse, error) {
 	if req.GetConfig() == nil {
 		return nil, errdefs.InvalidArgument("config is required")
+	}
+	// Refused before anything is made: a pod without a sandbox container
+	// has no spec of its own where the request would be seen.
+	if err := spec.CheckSandboxSecurity(req.Config); err != nil {
+		return nil, err
 	}
 	id, err := s.Pods.RunPodSandbox(ctx, req.Config, req.RuntimeHandler)
 	if err != nil {

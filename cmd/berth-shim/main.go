@@ -38,6 +38,9 @@ func main() {
 	if len(os.Args) > 1 && os.Args[1] == direct.Arg {
 		direct.Main() // the shim re-executed to start a process in a container
 	}
+	// The sealed copy this shim was started from (shim.Spawn): what the
+	// shim starts must not inherit it.
+	unix.CloseOnExec(4)
 	if err := run(); err != nil {
 		fmt.Fprintln(os.Stderr, "berth-shim:", err)
 		os.Exit(1)

@@ -137,7 +137,7 @@ func findIn(dirs []string, name string) string {
 
 // writable creates dir if needed and a file in it.
 func writable(dir string) error {
-	if err := os.MkdirAll(dir, 0o711); err != nil {
+	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return err
 	}
 	f, err := os.CreateTemp(dir, ".berth-check-")

@@ -120,7 +120,7 @@ func newLogger(w io.Writer, level, format string) (*slog.Logger, error) {
 func serve(cfg *config.Config, f flags, log *slog.Logger) error {
 	ctx := context.Background()
 	for _, d := range []string{cfg.Root, cfg.State} {
-		if err := os.MkdirAll(d, 0o711); err != nil {
+		if err := pod.PrivateDir(d); err != nil {
 			return err
 		}
 	}

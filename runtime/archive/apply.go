@@ -2,10 +2,13 @@
 // directories. Every write goes through an os.Root opened on the layer
 // directory, and paths are resolved with the layer directory as "/", so
 // neither "..", absolute names, symlinks nor hardlinks can reach outside.
+// Nothing but regular files and directories is ever opened: a FIFO would
+// block the unpack, a device's driver acts on open.
 package archive
 
 import (
 	"archive/tar"
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -56,7 +59,7 @@ func Apply(ctx context.Context, r io.Reader, dir string, opts Options) (Stats, e
 		return Stats{}, err
 	}
 	defer root.Close()
-	a := &applier{root: root, opts: opts, buf: make([]byte, 128<<10), seen: map[string]bool{}}
+	a := &applier{ctx: ctx, root: root, opts: opts, buf: make([]byte, 128<<10), seen: map[string]bool{}}
 	tr := tar.NewReader(r)
 	for {
 		if err := ctx.Err(); err != nil {
@@ -82,6 +85,7 @@ func Apply(ctx context.Context, r io.Reader, dir string, opts Options) (Stats, e
 }
 
 type applier struct {
+	ctx   context.Context
 	root  *os.Root
 	opts  Options
 	buf   []byte
@@ -136,7 +140,7 @@ func (a *applier) entry(hdr *tar.Header, body io.Reader) error {
 		if err := a.root.Mkdir(target, 0o700); err != nil {
 			return err
 		}
-	case tar.TypeReg, tar.TypeRegA:
+	case tar.TypeReg, tar.TypeRegA, tar.TypeGNUSparse:
 		if err := a.writeFile(target, hdr, body); err != nil {
 			return err
 		}
@@ -260,15 +264,79 @@ func (a *applier) writeFile(target string, hdr *tar.Header, body io.Reader) erro
 	if err != nil {
 		return err
 	}
-	_, err = io.CopyBuffer(f, io.LimitReader(body, hdr.Size), a.buf)
-	if err == nil {
-		err = setXattrs(int(f.Fd()), hdr)
+	if isSparse(hdr) {
+		err = a.writeSparse(f, body, hdr.Size)
+	} else {
+		_, err = io.CopyBuffer(f, io.LimitReader(body, hdr.Size), a.buf)
 	}
 	if cerr := f.Close(); err == nil {
 		err = cerr
 	}
 	return err
 }
+
+// isSparse reports whether hdr is a sparse file, in the old GNU format or
+// in GNU's PAX formats.
+func isSparse(hdr *tar.Header) bool {
+	if hdr.Typeflag == tar.TypeGNUSparse {
+		return true
+	}
+	for k := range hdr.PAXRecords {
+		if strings.HasPrefix(k, "GNU.sparse.") {
+			return true
+		}
+	}
+	return false
+}
+
+// sparseBlock is the granularity of the holes in sparse files.
+const sparseBlock = 4096
+
+var zeroBlock [sparseBlock]byte
+
+// writeSparse writes the size bytes of a sparse entry, leaving a hole
+// wherever a block is zero. Go's tar reader expands the holes into zeros
+// and keeps the sparse map to itself; written out, the zeros would let a
+// few bytes of layer fill the disk. Reading them still takes time, which
+// the pull's progress timeout bounds through ctx.
+func (a *applier) writeSparse(f *os.File, r io.Reader, size int64) error {
+	for off := int64(0); off < size; {
+		if err := a.ctx.Err(); err != nil {
+			return err
+		}
+		n, err := io.ReadFull(r, a.buf[:min(int64(len(a.buf)), size-off)])
+		if err != nil {
+			return err
+		}
+		if err := writeData(f, a.buf[:n], off); err != nil {
+			return err
+		}
+		off += int64(n)
+	}
+	return f.Truncate(size)
+}
+
+// writeData writes the blocks of b that are not all zero, b being the
+// file's content at off.
+func writeData(f *os.File, b []byte, off int64) error {
+	for start := 0; start < len(b); {
+		end := start
+		for end < len(b) && !isZero(b[end:min(end+sparseBlock, len(b))]) {
+			end = min(end+sparseBlock, len(b))
+		}
+		if end == start {
+			start = min(start+sparseBlock, len(b))
+			continue
+		}
+		if _, err := f.WriteAt(b[start:end], off+int64(start)); err != nil {
+			return err
+		}
+		start = end
+	}
+	return nil
+}
+
+func isZero(b []byte) bool { return bytes.Equal(b, zeroBlock[:len(b)]) }
 
 func (a *applier) hardlink(target, linkname string) error {
 	rel := cleanName(linkname)
@@ -294,51 +362,207 @@ func (a *applier) hardlink(target, linkname string) error {
 		}
 	}
 	for _, dir := range parents {
-		if err := a.copyFromParent(dir, src, target); !errors.Is(err, fs.ErrNotExist) {
+		err := a.copyUp(dir, src, target)
+		if errors.Is(err, errWhiteout) {
+			break
+		}
+		if !errors.Is(err, fs.ErrNotExist) {
 			return err
 		}
 	}
 	return fmt.Errorf("%w: hardlink target %q not found", ErrUnsafe, linkname)
 }
 
-func (a *applier) copyFromParent(dir, src, target string) error {
+// errWhiteout ends the search of lower layers: the file was deleted in the
+// nearest one that names it.
+var errWhiteout = errors.New("whited out")
+
+// copyUp recreates src of the lower layer dir as target, as overlayfs's
+// copy-up would: a regular file's content and extended attributes are
+// copied, a symlink, FIFO or device node is made anew.
+func (a *applier) copyUp(dir, src, target string) error {
 	proot, err := os.OpenRoot(dir)
 	if err != nil {
 		return err
 	}
 	defer proot.Close()
-	in, err := proot.Open(src)
+	fi, err := proot.Lstat(src)
+	if err != nil {
+		return err
+	}
+	st := fi.Sys().(*syscall.Stat_t)
+	switch fi.Mode().Type() {
+	case 0:
+		return a.copyRegular(proot, src, target, st)
+	case fs.ModeSymlink:
+		err = a.copySymlink(proot, src, target)
+	case fs.ModeNamedPipe, fs.ModeDevice, fs.ModeDevice | fs.ModeCharDevice:
+		if isWhiteout(st) {
+			return errWhiteout
+		}
+		err = a.atParent(target, func(fd int, name string) error { return unix.Mknodat(fd, name, st.Mode, int(st.Rdev)) })
+	default:
+		return fmt.Errorf("%w: hardlink to lower %v %q", ErrUnsafe, fi.Mode().Type(), src)
+	}
+	if err != nil {
+		return err
+	}
+	if err := a.root.Lchown(target, int(st.Uid), int(st.Gid)); err != nil {
+		return err
+	}
+	if fi.Mode().Type() != fs.ModeSymlink {
+		// After chown, which clears setuid/setgid; mknod's mode had the umask.
+		if err := a.root.Chmod(target, fi.Mode()); err != nil {
+			return err
+		}
+	}
+	return a.finishCopy(target, st)
+}
+
+func isWhiteout(st *syscall.Stat_t) bool { return st.Mode&unix.S_IFMT == unix.S_IFCHR && st.Rdev == 0 }
+
+func (a *applier) copySymlink(proot *os.Root, src, target string) error {
+	dest, err := proot.Readlink(src)
+	if err != nil {
+		return err
+	}
+	return a.root.Symlink(dest, target)
+}
+
+// copyRegular copies the lower regular file src, whose Lstat is lst, with
+// its owner, mode and extended attributes (set last: chown clears
+// security.capability).
+func (a *applier) copyRegular(proot *os.Root, src, target string, lst *syscall.Stat_t) error {
+	in, err := openFile(proot, src)
 	if err != nil {
 		return err
 	}
 	defer in.Close()
-	fi, err := in.Stat()
-	if err != nil {
+	var st unix.Stat_t
+	if err := unix.Fstat(int(in.Fd()), &st); err != nil {
 		return err
 	}
-	if !fi.Mode().IsRegular() {
-		return fmt.Errorf("%w: hardlink to non-regular lower file %q", ErrUnsafe, src)
+	if st.Mode&unix.S_IFMT != unix.S_IFREG || st.Ino != lst.Ino || st.Dev != lst.Dev {
+		return fmt.Errorf("%w: lower file %q changed while copied", ErrUnsafe, src)
 	}
-	out, err := a.root.OpenFile(target, os.O_CREATE|os.O_EXCL|os.O_WRONLY, fi.Mode().Perm())
+	out, err := a.root.OpenFile(target, os.O_CREATE|os.O_EXCL|os.O_WRONLY, 0o600)
 	if err != nil {
 		return err
 	}
 	_, err = io.CopyBuffer(out, in, a.buf)
+	if err == nil {
+		err = out.Chown(int(st.Uid), int(st.Gid))
+	}
+	if err == nil {
+		err = out.Chmod(fileMode(st.Mode))
+	}
+	if err == nil {
+		err = copyXattrs(int(in.Fd()), int(out.Fd()))
+	}
 	if cerr := out.Close(); err == nil {
 		err = cerr
 	}
 	if err != nil {
 		return err
 	}
-	st := fi.Sys().(*syscall.Stat_t)
-	if err := a.root.Lchown(target, int(st.Uid), int(st.Gid)); err != nil {
-		return err
+	return a.finishCopy(target, lst)
+}
+
+// fileMode converts a stat mode's permission bits to an os.FileMode.
+func fileMode(m uint32) fs.FileMode {
+	mode := fs.FileMode(m & 0o777)
+	if m&unix.S_ISUID != 0 {
+		mode |= fs.ModeSetuid
 	}
-	if err := a.root.Chmod(target, fi.Mode()); err != nil {
+	if m&unix.S_ISGID != 0 {
+		mode |= fs.ModeSetgid
+	}
+	if m&unix.S_ISVTX != 0 {
+		mode |= fs.ModeSticky
+	}
+	return mode
+}
+
+// finishCopy gives a copied-up file the lower file's times.
+func (a *applier) finishCopy(target string, st *syscall.Stat_t) error {
+	if err := a.setTimes(target, time.Unix(st.Atim.Unix()), time.Unix(st.Mtim.Unix())); err != nil {
 		return err
 	}
 	a.count(target)
 	return nil
+}
+
+// openFile opens rel under root for reading, without following a final
+// symlink or waiting on a FIFO; callers open only what Lstat showed to be
+// a regular file, and check what they got.
+func openFile(root *os.Root, rel string) (*os.File, error) {
+	parent, base := path.Split(rel)
+	d, err := openDir(root, parent)
+	if err != nil {
+		return nil, err
+	}
+	defer d.Close()
+	fd, err := unix.Openat(int(d.Fd()), base, unix.O_RDONLY|unix.O_NOFOLLOW|unix.O_NONBLOCK|unix.O_NOCTTY|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return nil, &fs.PathError{Op: "openat", Path: rel, Err: err}
+	}
+	return os.NewFile(uintptr(fd), rel), nil
+}
+
+// openDir opens the directory rel under root; O_DIRECTORY fails on
+// anything else before it is opened.
+func openDir(root *os.Root, rel string) (*os.File, error) {
+	if rel == "" {
+		rel = "."
+	}
+	return root.OpenFile(rel, os.O_RDONLY|unix.O_DIRECTORY, 0)
+}
+
+// copyXattrs copies the extended attributes of one file to another, but
+// trusted.* ones (overlayfs's).
+func copyXattrs(from, to int) error {
+	names, err := xattrNames(from)
+	if err != nil {
+		return err
+	}
+	for _, name := range names {
+		if strings.HasPrefix(name, "trusted.") {
+			continue
+		}
+		val, err := xattr(from, name)
+		if err != nil {
+			return err
+		}
+		if err := unix.Fsetxattr(to, name, val, 0); err != nil && !errors.Is(err, unix.ENOTSUP) {
+			return fmt.Errorf("set xattr %s: %w", name, err)
+		}
+	}
+	return nil
+}
+
+func xattrNames(fd int) ([]string, error) {
+	n, err := unix.Flistxattr(fd, nil)
+	if err != nil || n == 0 {
+		if errors.Is(err, unix.ENOTSUP) {
+			err = nil
+		}
+		return nil, err
+	}
+	buf := make([]byte, n)
+	if n, err = unix.Flistxattr(fd, buf); err != nil {
+		return nil, err
+	}
+	return strings.FieldsFunc(string(buf[:n]), func(r rune) bool { return r == 0 }), nil
+}
+
+func xattr(fd int, name string) ([]byte, error) {
+	n, err := unix.Fgetxattr(fd, name, nil)
+	if err != nil {
+		return nil, err
+	}
+	buf := make([]byte, n)
+	n, err = unix.Fgetxattr(fd, name, buf)
+	return buf[:max(n, 0)], err
 }
 
 func (a *applier) whiteout(target string) error {
@@ -355,7 +579,7 @@ func (a *applier) whiteout(target string) error {
 }
 
 func (a *applier) setOpaque(dir string) error {
-	f, err := a.root.Open(dir)
+	f, err := openDir(a.root, dir)
 	if err != nil {
 		return err
 	}
@@ -367,10 +591,7 @@ func (a *applier) setOpaque(dir string) error {
 // name, for the *at system calls that os.Root does not offer.
 func (a *applier) atParent(target string, fn func(fd int, name string) error) error {
 	parent, base := path.Split(target)
-	if parent == "" {
-		parent = "."
-	}
-	d, err := a.root.Open(parent)
+	d, err := openDir(a.root, parent)
 	if err != nil {
 		return err
 	}
@@ -389,10 +610,11 @@ func (a *applier) setMeta(target string, hdr *tar.Header) error {
 			return err
 		}
 	}
+	// After chown too: it clears security.capability.
+	if err := a.xattrs(target, hdr); err != nil {
+		return err
+	}
 	if hdr.Typeflag == tar.TypeDir {
-		if err := a.dirXattrs(target, hdr); err != nil {
-			return err
-		}
 		a.dirs = append(a.dirs, dirTimes{target, hdr.AccessTime, hdr.ModTime})
 		a.count(target)
 		return nil
@@ -401,11 +623,22 @@ func (a *applier) setMeta(target string, hdr *tar.Header) error {
 	return a.setTimes(target, hdr.AccessTime, hdr.ModTime)
 }
 
-func (a *applier) dirXattrs(target string, hdr *tar.Header) error {
+// xattrs applies the entry's extended attributes to a regular file or a
+// directory (the only entries that carry them).
+func (a *applier) xattrs(target string, hdr *tar.Header) error {
 	if !hasXattrs(hdr) {
 		return nil
 	}
-	f, err := a.root.Open(target)
+	var f *os.File
+	var err error
+	switch hdr.Typeflag {
+	case tar.TypeDir:
+		f, err = openDir(a.root, target)
+	case tar.TypeReg, tar.TypeRegA, tar.TypeGNUSparse:
+		f, err = openFile(a.root, target)
+	default:
+		return nil
+	}
 	if err != nil {
 		return err
 	}

@@ -217,8 +217,10 @@ func (r Reader) Remove(dir string) error {
 			return err
 		}
 		roots = roots[:0]
+		// Every hierarchy, the unified one of a hybrid host included:
+		// runc puts containers there too.
 		for _, e := range ents {
-			if e.IsDir() && e.Name() != "unified" {
+			if e.IsDir() {
 				roots = append(roots, filepath.Join("/sys/fs/cgroup", e.Name()))
 			}
 		}

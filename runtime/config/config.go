@@ -10,6 +10,7 @@ import (
 	"net/url"
 	"os"
 	"os/exec"
+	"path"
 	"path/filepath"
 	"sort"
 	"strings"
@@ -54,6 +55,12 @@ type Runtime struct {
 	Args []string `toml:"args"`
 	// Annotations are added to every OCI spec this handler runs.
 	Annotations map[string]string `toml:"annotations"`
+	// PodAnnotations and ContainerAnnotations are the patterns (path.Match
+	// globs, "run.oci.*") of the pod's and the container's CRI annotations
+	// passed to the runtime, which may act on them: crun on run.oci.*,
+	// runsc on dev.gvisor.*. Empty: none.
+	PodAnnotations       []string `toml:"pod_annotations"`
+	ContainerAnnotations []string `toml:"container_annotations"`
 	// Exec is how processes start in running containers: "direct" (the
 	// shim enters the container itself; runc and crun only, others use
 	// their runtime) or "runtime" (always the runtime's exec).
@@ -79,8 +86,8 @@ type Image struct {
 	// e.g. "registry.k8s.io" = ["http://127.0.0.1:5000"]. An http:// endpoint
 	// is plain HTTP.
 	Mirrors map[string][]string `toml:"mirrors"`
-	// InsecureRegistries are hosts reached over plain HTTP (or HTTPS without
-	// certificate checks).
+	// InsecureRegistries are hosts reached over HTTPS without certificate
+	// checks, else plain HTTP.
 	InsecureRegistries []string `toml:"insecure_registries"`
 }
 
@@ -266,6 +273,13 @@ func (c *Config) Validate() error {
 				bad(key+"."+k, "must be %q or %q, got %q", ModeDirect, ModeRuntime, v)
 			}
 		}
+		for k, patterns := range map[string][]string{"pod_annotations": rt.PodAnnotations, "container_annotations": rt.ContainerAnnotations} {
+			for i, p := range patterns {
+				if err := checkAnnotationPattern(p); err != nil {
+					bad(fmt.Sprintf("%s.%s[%d]", key, k, i), "%v", err)
+				}
+			}
+		}
 	}
 	if c.Image.PauseImage == "" {
 		bad("image.pause_image", "must be set")
@@ -298,6 +312,17 @@ func (c *Config) Validate() error {
 		}
 	}
 	return errors.Join(errs...)
+}
+
+// checkAnnotationPattern accepts a path.Match pattern of annotation keys.
+func checkAnnotationPattern(p string) error {
+	if strings.TrimSpace(p) == "" {
+		return errors.New("an empty pattern matches nothing")
+	}
+	if _, err := path.Match(p, ""); err != nil {
+		return fmt.Errorf("invalid pattern %q: %w", p, err)
+	}
+	return nil
 }
 
 // RuntimeNames lists the configured handlers, sorted.

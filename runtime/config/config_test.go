@@ -3,6 +3,7 @@ package config
 import (
 	"errors"
 	"os/exec"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -195,5 +196,53 @@ func TestRuntimeRootFollowsState(t *testing.T) {
 	}
 	if c.Runtimes["x"].Root != "/run/berth/runtime/x" || c.Runtimes["y"].Root != "/y" {
 		t.Errorf("roots = %+v", c.Runtimes)
+	}
+}
+
+func TestParseAnnotationAllowLists(t *testing.T) {
+	withRuntimes(t, "runc", "crun")
+	c := Default()
+	if rt := c.Runtimes["crun"]; len(rt.PodAnnotations) != 0 || len(rt.ContainerAnnotations) != 0 {
+		t.Errorf("default allow-lists = %v %v, want none", rt.PodAnnotations, rt.ContainerAnnotations)
+	}
+	c, err := Parse(`
+default_runtime = "crun"
+[runtimes.crun]
+path = "/usr/bin/crun"
+pod_annotations = ["run.oci.keep_original_groups"]
+container_annotations = ["run.oci.*", "example.com/[a-z]*"]
+`)
+	if err != nil {
+		t.Fatal(err)
+	}
+	rt := c.Runtimes["crun"]
+	if !slices.Equal(rt.PodAnnotations, []string{"run.oci.keep_original_groups"}) || !slices.Equal(rt.ContainerAnnotations, []string{"run.oci.*", "example.com/[a-z]*"}) {
+		t.Errorf("allow-lists = %v %v", rt.PodAnnotations, rt.ContainerAnnotations)
+	}
+	if again, err := Parse(Render(c)); err != nil || !slices.Equal(again.Runtimes["crun"].ContainerAnnotations, rt.ContainerAnnotations) {
+		t.Errorf("rendered allow-lists do not parse back: %v %v", again, err)
+	}
+	_, err = Parse(`
+default_runtime = "crun"
+[runtimes.crun]
+path = "/usr/bin/crun"
+pod_annotations = ["run.oci.[", ""]
+container_annotations = "run.oci.*"
+`)
+	for _, want := range []string{"runtimes.crun.container_annotations: want an array"} {
+		if err == nil || !strings.Contains(err.Error(), want) {
+			t.Errorf("error lacks %q:\n%v", want, err)
+		}
+	}
+	_, err = Parse(`
+default_runtime = "crun"
+[runtimes.crun]
+path = "/usr/bin/crun"
+pod_annotations = ["run.oci.[", ""]
+`)
+	for _, want := range []string{"runtimes.crun.pod_annotations[0]: invalid pattern", "runtimes.crun.pod_annotations[1]: an empty pattern"} {
+		if err == nil || !strings.Contains(err.Error(), want) {
+			t.Errorf("error lacks %q:\n%v", want, err)
+		}
 	}
 }

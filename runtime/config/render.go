@@ -50,6 +50,11 @@ shim_path = {{q .ShimPath}}
 #   root        its state directory (passed as --root)
 #   args        extra global arguments, e.g. ["--platform=systrap"] for runsc
 #   annotations added to every OCI spec run by this handler
+#   pod_annotations, container_annotations
+#               patterns (globs: "run.oci.*") of the CRI pod and container
+#               annotations passed to the runtime, which may act on them
+#               (crun on run.oci.*, runsc on dev.gvisor.*); [] passes none.
+#               io.kubernetes.cri.* and io.kubernetes.cri-o.* never pass
 #   exec        "direct": berth-shim starts exec'd processes in runc and crun
 #               containers itself, as the runtime would (much faster);
 #               "runtime": always through the runtime's exec
@@ -61,6 +66,8 @@ shim_path = {{q .ShimPath}}
 path = {{q $rt.Path}}
 root = {{q $rt.Root}}
 args = {{ql $rt.Args}}
+pod_annotations = {{ql $rt.PodAnnotations}}
+container_annotations = {{ql $rt.ContainerAnnotations}}
 exec = {{q $rt.Exec}}
 start = {{q $rt.Start}}
 {{- if $rt.Annotations}}
@@ -78,7 +85,7 @@ pause_image = {{q .Image.PauseImage}}
 max_concurrent_downloads = {{.Image.MaxConcurrentDownloads}}
 # A pull that receives no bytes for this long fails.
 progress_timeout = {{q .Image.ProgressTimeout.String}}
-# Hosts reached over plain HTTP (or HTTPS without certificate checks).
+# Hosts reached over HTTPS without certificate checks, else plain HTTP.
 insecure_registries = {{ql .Image.InsecureRegistries}}
 
 # Mirrors tried in order before the registry itself; http:// means plain HTTP.

@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"math/rand/v2"
 	"net/http"
 	"os"
 	"os/exec"
@@ -23,7 +24,7 @@ import (
 	"github.com/berthrt/berth/test/registry"
 )
 
-func requireRoot(t *testing.T) {
+func requireRoot(t testing.TB) {
 	t.Helper()
 	if os.Geteuid() != 0 {
 		t.Skip("needs root: unpacking layers sets owners and creates whiteout devices")
@@ -37,7 +38,7 @@ type env struct {
 	opts Options
 }
 
-func newEnv(t *testing.T, opts Options) *env {
+func newEnv(t testing.TB, opts Options) *env {
 	t.Helper()
 	requireRoot(t)
 	root := t.TempDir()
@@ -48,7 +49,7 @@ func newEnv(t *testing.T, opts Options) *env {
 }
 
 // reopen simulates a berthd restart on the same root.
-func (e *env) reopen(t *testing.T) {
+func (e *env) reopen(t testing.TB) {
 	t.Helper()
 	if e.db != nil {
 		e.db.Close()
@@ -65,7 +66,7 @@ func (e *env) reopen(t *testing.T) {
 	e.db, e.s = db, s
 }
 
-func (e *env) layerDirs(t *testing.T) []string {
+func (e *env) layerDirs(t testing.TB) []string {
 	t.Helper()
 	ents, err := os.ReadDir(filepath.Join(e.opts.Root, "layers"))
 	if err != nil {
@@ -541,5 +542,87 @@ func TestCrashConsistency(t *testing.T) {
 				t.Errorf("layer content after recovery = %q", b)
 			}
 		})
+	}
+}
+
+// Stores written before layer directories were numbered name them by a
+// chain-ID prefix: those records keep working, are shared by new pulls and
+// are collected like the others.
+func TestOldLayerDirNames(t *testing.T) {
+	reg := registry.New(t, registry.Options{})
+	img := busybox(t, "old")
+	reg.Push(t, "app:1", img)
+	layers, _ := img.Layers()
+	reg.Push(t, "sibling:1", registry.Image(t, v1.Config{}, layers[0], registry.Layer(t, registry.File{Name: "s", Body: "s"})))
+	e := newEnv(t, Options{})
+	ctx := context.Background()
+	app, err := e.s.Pull(ctx, reg.Host+"/app:1", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	err = e.db.Update(func(tx *store.Tx) error {
+		for _, c := range app.Chain {
+			var l layer
+			if err := tx.Get(bucketLayers, c, &l); err != nil {
+				return err
+			}
+			old := strings.TrimPrefix(c, "sha256:")[:16]
+			if err := os.Rename(e.s.layerDir(l.Dir), e.s.layerDir(old)); err != nil {
+				return err
+			}
+			l.Dir = old
+			if err := tx.Put(bucketLayers, c, &l); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	e.reopen(t)
+	dirs, err := e.s.Lease("ctr", app.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if b, err := os.ReadFile(filepath.Join(dirs[0], "marker")); err != nil || string(b) != "old" {
+		t.Fatalf("old-named layer after a restart: %q %v", b, err)
+	}
+	sib, err := e.s.Pull(ctx, reg.Host+"/sibling:1", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	sibDirs, err := e.s.Lease("ctr2", sib.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	bottom, _ := layers[0].Digest()
+	if sibDirs[1] != dirs[1] || reg.BlobGets(bottom.String()) != 1 {
+		t.Errorf("the shared layer was not reused: %s vs %s, %d downloads", sibDirs[1], dirs[1], reg.BlobGets(bottom.String()))
+	}
+	for _, owner := range []string{"ctr", "ctr2"} {
+		if err := e.s.Release(owner); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for _, id := range []string{app.ID, sib.ID} {
+		if err := e.s.Remove(id); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if d := e.layerDirs(t); len(d) != 0 {
+		t.Errorf("layer dirs %v after removing everything", d)
+	}
+}
+
+// Manifests are bounded by the path of the request, not by a word in it:
+// a repository may be called "manifests" and hold big layers.
+func TestPullRepoNamedManifests(t *testing.T) {
+	reg := registry.New(t, registry.Options{})
+	big := randomBody(rand.New(rand.NewPCG(3, 4)), maxManifestSize+1<<20)
+	reg.Push(t, "a/manifests/b:1", registry.Image(t, v1.Config{}, registry.Layer(t, registry.File{Name: "big", Body: big})))
+	e := newEnv(t, Options{})
+	if _, err := e.s.Pull(context.Background(), reg.Host+"/a/manifests/b:1", nil); err != nil {
+		t.Fatal(err)
 	}
 }

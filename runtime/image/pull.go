@@ -5,14 +5,18 @@ import (
 	"bytes"
 	"context"
 	"crypto/sha256"
+	"crypto/tls"
 	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
+	"hash"
 	"io"
+	"io/fs"
 	"net"
 	"net/http"
 	"os"
+	"path"
 	"runtime"
 	"slices"
 	"strings"
@@ -81,19 +85,22 @@ func (s *Store) Pull(ctx context.Context, refStr string, auth *Auth) (*Image, er
 
 // endpoint is one place to pull a repository from.
 type endpoint struct {
-	host   string
-	plain  bool // plain HTTP allowed
-	mirror bool
+	host     string
+	plain    bool // plain HTTP allowed
+	insecure bool // HTTPS without certificate verification
+	mirror   bool
 }
 
 func (s *Store) endpoints(ref Ref) []endpoint {
 	var eps []endpoint
 	for _, m := range s.opts.Mirrors[ref.Domain()] {
 		if ep, err := config.ParseEndpoint(m); err == nil {
-			eps = append(eps, endpoint{host: ep.Host, plain: ep.PlainHTTP || s.insecure(ep.Host), mirror: true})
+			insecure := s.insecure(ep.Host)
+			eps = append(eps, endpoint{host: ep.Host, plain: ep.PlainHTTP || insecure, insecure: insecure, mirror: true})
 		}
 	}
-	return append(eps, endpoint{host: ref.Domain(), plain: s.insecure(ref.Domain())})
+	insecure := s.insecure(ref.Domain())
+	return append(eps, endpoint{host: ref.Domain(), plain: insecure, insecure: insecure})
 }
 
 func (s *Store) insecure(host string) bool { return slices.Contains(s.opts.InsecureRegistries, host) }
@@ -144,12 +151,130 @@ func hostOf(addr string) string {
 	return host
 }
 
-func (s *Store) transport() http.RoundTripper {
+// Manifests, indexes and configs are read whole into memory. containerd
+// refuses manifests and indexes over 4 MiB (its MaxManifestSize); berth
+// holds configs to the same bound.
+const (
+	maxManifestSize = 4 << 20
+	maxConfigSize   = 4 << 20
+)
+
+// transport is the HTTP transport for endpoint ep, whose host requests
+// name as host.
+func (s *Store) transport(ep endpoint, host string) http.RoundTripper {
 	t := remote.DefaultTransport.(*http.Transport).Clone()
 	// A registry that accepts the connection and then says nothing is as
 	// stalled as one that stops sending a layer.
 	t.ResponseHeaderTimeout = s.opts.ProgressTimeout
-	return t
+	// What is counted and bounded must be what the registry sent: the
+	// client must not inflate a gzip-encoded body on its own.
+	t.DisableCompression = true
+	rt := &registryTransport{host: host, plain: ep.plain || isLoopback(host), verified: t}
+	if ep.insecure {
+		u := t.Clone()
+		u.TLSClientConfig = &tls.Config{}
+		if t.TLSClientConfig != nil {
+			u.TLSClientConfig = t.TLSClientConfig.Clone()
+		}
+		u.TLSClientConfig.InsecureSkipVerify = true
+		rt.unverified = u
+	}
+	return rt
+}
+
+// registryTransport applies an endpoint's rules to the requests for its
+// host: HTTPS without certificate checks only for an insecure registry,
+// plain HTTP only where allowed (the registry client falls back to it on
+// its own for private addresses), and manifests bounded in size. Other
+// hosts (token servers, blob redirects) get the verifying transport.
+type registryTransport struct {
+	host       string
+	plain      bool
+	verified   http.RoundTripper
+	unverified http.RoundTripper // nil unless the registry is insecure
+}
+
+func (t *registryTransport) RoundTrip(req *http.Request) (*http.Response, error) {
+	rt := t.verified
+	if req.URL.Host == t.host {
+		if req.URL.Scheme == "http" && !t.plain {
+			if req.Body != nil {
+				req.Body.Close()
+			}
+			return nil, fmt.Errorf("%s: plain HTTP is used only for insecure registries, http:// mirrors and loopback", t.host)
+		}
+		if t.unverified != nil {
+			rt = t.unverified
+		}
+	}
+	resp, err := rt.RoundTrip(req)
+	if err != nil || !isManifest(req) {
+		return resp, err
+	}
+	return capBody(resp, maxManifestSize)
+}
+
+// isManifest reports whether req, or the request it was redirected from,
+// is for a manifest: /v2/<name>/manifests/<reference>.
+func isManifest(req *http.Request) bool {
+	for ; req != nil; req = redirectedFrom(req) {
+		if path.Base(path.Dir(req.URL.Path)) == "manifests" {
+			return true
+		}
+	}
+	return false
+}
+
+func redirectedFrom(req *http.Request) *http.Request {
+	if req.Response == nil {
+		return nil
+	}
+	return req.Response.Request
+}
+
+// capBody refuses a response announced larger than limit and fails the
+// reading of one that turns out larger.
+func capBody(resp *http.Response, limit int64) (*http.Response, error) {
+	if resp.ContentLength > limit {
+		resp.Body.Close()
+		return nil, tooLarge(resp.Request, limit)
+	}
+	resp.Body = &cappedBody{ReadCloser: resp.Body, req: resp.Request, limit: limit}
+	return resp, nil
+}
+
+type cappedBody struct {
+	io.ReadCloser
+	req         *http.Request
+	limit, read int64
+}
+
+func (b *cappedBody) Read(p []byte) (int, error) {
+	if left := b.limit - b.read + 1; int64(len(p)) > left {
+		p = p[:left]
+	}
+	n, err := b.ReadCloser.Read(p)
+	if b.read += int64(n); b.read > b.limit {
+		return n, tooLarge(b.req, b.limit)
+	}
+	return n, err
+}
+
+func tooLarge(req *http.Request, limit int64) error {
+	return errdefs.InvalidArgument("%s %s: larger than the %d-byte limit", req.Method, req.URL.Redacted(), limit)
+}
+
+// isLoopback reports whether host is this machine, where plain HTTP is
+// allowed as the registry client and containerd allow it.
+func isLoopback(host string) bool {
+	if h, _, err := net.SplitHostPort(host); err == nil {
+		host = h
+	}
+	if host == "localhost" || strings.HasSuffix(host, ".localhost") {
+		return true
+	}
+	ip := net.ParseIP(host)
+	return ip != nil && ip.IsLoopback()
 }
 
 // resolved is a manifest found at some endpoint.
@@ -173,7 +298,7 @@ func (s *Store) resolve(ctx context.Context, ref Ref, auth *Auth) (*resolved, er
 		desc, err := remote.Get(nref,
 			remote.WithContext(ctx),
 			remote.WithAuth(s.authenticator(auth, ep)),
-			remote.WithTransport(s.transport()),
+			remote.WithTransport(s.transport(ep, nref.Context().RegistryStr())),
 			remote.WithPlatform(platform),
 			remote.WithUserAgent("berth"),
 		)
@@ -245,6 +370,9 @@ func isNotFound(err error) bool {
 var errStalled = errors.New("no progress")
 
 func isUnavailable(err error) bool {
+	if errors.Is(err, errdefs.ErrInvalidArgument) {
+		return false
+	}
 	if errors.Is(err, errStalled) || errors.Is(err, errdefs.ErrRegistryUnavailable) {
 		return true
 	}
@@ -283,6 +411,9 @@ func (s *Store) pull(ctx context.Context, ref Ref, auth *Auth) (img *Image, err 
 	if err != nil {
 		return nil, s.fetchErr(ctx, ref, err)
 	}
+	if err := checkSizes(ref, manifest); err != nil {
+		return nil, err
+	}
 	rawConfig, err := res.img.RawConfigFile()
 	if err != nil {
 		return nil, s.fetchErr(ctx, ref, err)
@@ -310,14 +441,10 @@ func (s *Store) pull(ctx context.Context, ref Ref, auth *Auth) (img *Image, err 
 		prog.total.Add(l.Size)
 	}
 
-	// Hold the chain against collection from here to the commit.
+	// Hold the chain, and the layers unpacked for it, against collection
+	// and against other pulls from here to the commit.
 	s.lease(chain)
-	defer func() {
-		s.unlease(chain)
-		if err != nil {
-			s.dropUncommitted(chain)
-		}
-	}()
+	defer s.release(chain)
 
 	records, err := s.fetchLayers(ctx, ref, res, manifest.Layers, diffIDs, chain, prog)
 	if err != nil {
@@ -340,6 +467,21 @@ func (s *Store) pull(ctx context.Context, ref Ref, auth *Auth) (img *Image, err 
 	hook("after-commit")
 	s.log.Info("pulled image", "ref", ref.String(), "id", id, "from", res.ep.host, "bytes", prog.done.Load(), "duration", time.Since(start).Round(time.Millisecond))
 	return img, nil
+}
+
+// checkSizes refuses a manifest whose config is over the limit of what is
+// read into memory, or whose sizes are negative (unknown to the registry
+// client, which then reads without bound).
+func checkSizes(ref Ref, m *v1.Manifest) error {
+	if size := m.Config.Size; size < 0 || size > maxConfigSize {
+		return errdefs.InvalidArgument("image %s: config of %d bytes (the limit is %d)", ref, size, maxConfigSize)
+	}
+	for _, l := range m.Layers {
+		if l.Size < 0 {
+			return errdefs.InvalidArgument("image %s: layer %s of %d bytes", ref, l.Digest, l.Size)
+		}
+	}
+	return nil
 }
 
 func hexSum(b []byte) string {
@@ -369,34 +511,47 @@ func (s *Store) lease(chain []string) {
 	}
 }
 
-// dropUncommitted removes what a failed pull unpacked: directories of
-// chain's layers that have no record and that no other pull holds. (A
-// full disk wants the room back now, not at the next collection.)
-func (s *Store) dropUncommitted(chain []string) {
+// release ends a pull's hold on chain. A layer unpacked for a chain that
+// no pull holds any more is recorded by now, or it is removed at once: a
+// failed pull's layers (a full disk wants the room back now, not at the
+// next collection), or a duplicate of a layer another pull recorded first.
+func (s *Store) release(chain []string) {
+	var drop []string
 	s.mu.Lock()
-	defer s.mu.Unlock()
 	for _, c := range chain {
-		if s.leased[c] > 0 {
+		if s.leased[c]--; s.leased[c] > 0 {
 			continue
 		}
-		var recorded bool
-		if err := s.db.View(func(tx *store.Tx) error { recorded = tx.Has(bucketLayers, c); return nil }); err != nil || recorded {
+		delete(s.leased, c)
+		l := s.unpacked[c]
+		if l == nil {
 			continue
 		}
-		if err := removeLayerDir(s.layerDir(dirName(c))); err != nil {
-			s.log.Warn("removing a failed pull's layer", "chain", c, "err", err)
+		delete(s.unpacked, c)
+		delete(s.claimed, l.Dir)
+		if !s.recorded(l) {
+			drop = append(drop, l.Dir)
+		}
+	}
+	s.mu.Unlock()
+	// Unclaimed and unrecorded, these directories are no one's.
+	for _, d := range drop {
+		if err := removeLayerDir(s.layerDir(d)); err != nil {
+			s.log.Warn("removing an unrecorded layer", "dir", d, "err", err)
 		}
 	}
 }
 
-func (s *Store) unlease(chain []string) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	for _, c := range chain {
-		if s.leased[c]--; s.leased[c] <= 0 {
-			delete(s.leased, c)
-		}
+// recorded reports whether l's directory is the one recorded for its chain.
+func (s *Store) recorded(l *layer) bool {
+	var rec layer
+	err := s.db.View(func(tx *store.Tx) error { return tx.Get(bucketLayers, l.ChainID, &rec) })
+	if err != nil {
+		// When in doubt (the database failed), keep the directory: the
+		// collector removes it at the next start if nothing records it.
+		return !errdefs.IsNotFound(err)
 	}
+	return rec.Dir == l.Dir
 }
 
 // commit records the image and its new layers in one transaction and
@@ -406,10 +561,11 @@ func (s *Store) commit(ref Ref, topDigest string, img *Image, records []*layer) 
 	defer s.mu.Unlock()
 	return s.db.Update(func(tx *store.Tx) error {
 		for _, l := range records {
-			if l != nil && !tx.Has(bucketLayers, l.ChainID) {
-				if err := tx.Put(bucketLayers, l.ChainID, l); err != nil {
-					return err
-				}
+			if l == nil || s.keepsRecord(tx, l) {
+				continue
+			}
+			if err := tx.Put(bucketLayers, l.ChainID, l); err != nil {
+				return err
 			}
 		}
 		var old Image
@@ -501,48 +657,70 @@ func (s *Store) fetchLayers(ctx context.Context, ref Ref, res *resolved, descs [
 	return records, nil
 }
 
+// keepsRecord reports whether the chain of l is recorded already with a
+// directory that is there (l's own, or another pull's that came first).
+func (s *Store) keepsRecord(tx *store.Tx, l *layer) bool {
+	var old layer
+	if tx.Get(bucketLayers, l.ChainID, &old) != nil {
+		return false
+	}
+	if old.Dir == l.Dir {
+		return true
+	}
+	// Only a directory known to be gone is replaced: containers may have
+	// the recorded one mounted.
+	_, err := os.Stat(s.layerDir(old.Dir))
+	return !errors.Is(err, fs.ErrNotExist)
+}
+
+// existingLayer finds the layer of chainID: recorded, or unpacked by an
+// in-flight pull.
 func (s *Store) existingLayer(chainID string) (*layer, bool) {
 	var l layer
 	err := s.db.View(func(tx *store.Tx) error { return tx.Get(bucketLayers, chainID, &l) })
-	if err != nil {
-		return nil, false
+	if err == nil {
+		if _, err := os.Stat(s.layerDir(l.Dir)); err == nil {
+			return &l, true
+		}
 	}
-	if _, err := os.Stat(s.layerDir(l.Dir)); err != nil {
-		return nil, false
-	}
-	return &l, true
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	u, ok := s.unpacked[chainID]
+	return u, ok
 }
 
-// unpack streams one layer: download, digest check, decompression, diffID
-// check and extraction in one pass, into a temporary directory that is
-// renamed into place only when all of it checked out.
+// unpack makes the layer of chainID: one that exists, or a new one in a
+// directory of its own, held for the pulls of chainID until they end.
 func (s *Store) unpack(ctx context.Context, img v1.Image, desc v1.Descriptor, diffID, chainID string, parents func() ([]string, error), prog *progress) (*layer, error) {
-	final := s.layerDir(dirName(chainID))
 	if l, ok := s.existingLayer(chainID); ok {
 		return l, nil
 	}
-	// A directory with no record: an earlier pull of this chain finished
-	// unpacking but not committing. Rebuild it: nothing vouches for it.
-	if err := removeLayerDir(final); err != nil {
-		return nil, err
-	}
-	cl, err := img.LayerByDigest(desc.Digest)
+	dir, err := s.newLayerDir()
 	if err != nil {
 		return nil, err
 	}
-	rc, err := cl.Compressed()
+	l, err := s.fetchLayer(ctx, img, desc, diffID, parents, prog, dir)
+	if err != nil {
+		s.unclaim(dir)
+		return nil, err
+	}
+	l.ChainID = chainID
+	s.mu.Lock()
+	s.unpacked[chainID] = l
+	s.mu.Unlock()
+	s.log.Debug("unpacked layer", "chain", chainID, "dir", dir, "bytes", l.Bytes)
+	return l, nil
+}
+
+// fetchLayer streams one layer: download, decompression, digests and
+// extraction in one pass, into a temporary directory that becomes
+// layers/<dir> only when all of it checked out.
+func (s *Store) fetchLayer(ctx context.Context, img v1.Image, desc v1.Descriptor, diffID string, parents func() ([]string, error), prog *progress, dir string) (*layer, error) {
+	ls, err := openLayer(img, desc, prog)
 	if err != nil {
 		return nil, err
 	}
-	defer rc.Close()
-	counted := &countingReader{r: rc, prog: prog}
-	br := bufio.NewReaderSize(counted, 256<<10)
-	dec, err := decompress(br)
-	if err != nil {
-		return nil, err
-	}
-	defer dec.Close()
-	h := sha256.New()
+	defer ls.Close()
 	tmp, err := os.MkdirTemp(s.tmpDir(), "layer-")
 	if err != nil {
 		return nil, err
@@ -551,19 +729,15 @@ func (s *Store) unpack(ctx context.Context, img v1.Image, desc v1.Descriptor, di
 	if err := os.Chmod(tmp, 0o755); err != nil {
 		return nil, err
 	}
-	stats, err := archive.Apply(ctx, io.TeeReader(dec, h), tmp, archive.Options{Parents: parents})
+	uncompressed := sha256.New()
+	stats, err := archive.Apply(ctx, io.TeeReader(ls, uncompressed), tmp, archive.Options{Parents: parents})
 	if err != nil {
 		return nil, err
 	}
-	// Read the compressed stream to its end: the registry client checks
-	// the blob digest there.
-	if _, err := io.Copy(io.Discard, br); err != nil {
+	if err := ls.check(desc); err != nil {
 		return nil, err
 	}
-	if err := rc.Close(); err != nil {
-		return nil, err
-	}
-	if got := "sha256:" + hex.EncodeToString(h.Sum(nil)); got != diffID {
+	if got := "sha256:" + hex.EncodeToString(uncompressed.Sum(nil)); got != diffID {
 		return nil, fmt.Errorf("uncompressed digest %s does not match diff ID %s", got, diffID)
 	}
 	hook("layer-unpacked")
@@ -571,12 +745,81 @@ func (s *Store) unpack(ctx context.Context, img v1.Image, desc v1.Descriptor, di
 	if err := syncfs(tmp); err != nil {
 		return nil, err
 	}
-	if err := os.Rename(tmp, final); err != nil {
+	if err := renameNoReplace(tmp, s.layerDir(dir)); err != nil {
 		return nil, err
 	}
 	hook("layer-renamed")
-	s.log.Debug("unpacked layer", "chain", chainID, "bytes", stats.Bytes)
-	return &layer{ChainID: chainID, DiffID: diffID, Dir: dirName(chainID), Bytes: stats.Bytes, Inodes: stats.Inodes}, nil
+	return &layer{DiffID: diffID, Dir: dir, Bytes: stats.Bytes, Inodes: stats.Inodes}, nil
+}
+
+// layerStream reads one layer decompressed, counting and hashing its
+// compressed bytes on the way: the registry client checks the digest too,
+// but what is put in place must not depend on that.
+type layerStream struct {
+	io.ReadCloser // decompressed
+	rc            io.ReadCloser
+	counted       *countingReader
+	compressed    hash.Hash
+	br            *bufio.Reader
+}
+
+func openLayer(img v1.Image, desc v1.Descriptor, prog *progress) (*layerStream, error) {
+	cl, err := img.LayerByDigest(desc.Digest)
+	if err != nil {
+		return nil, err
+	}
+	rc, err := cl.Compressed()
+	if err != nil {
+		return nil, err
+	}
+	ls := &layerStream{rc: rc, compressed: sha256.New()}
+	ls.counted = &countingReader{r: io.TeeReader(rc, ls.compressed), prog: prog}
+	ls.br = bufio.NewReaderSize(ls.counted, 256<<10)
+	if ls.ReadCloser, err = decompress(ls.br); err != nil {
+		rc.Close()
+		return nil, err
+	}
+	return ls, nil
+}
+
+// check reads the compressed stream to its end and compares its size and
+// digest with the manifest's.
+func (ls *layerStream) check(desc v1.Descriptor) error {
+	if _, err := io.Copy(io.Discard, ls.br); err != nil {
+		return err
+	}
+	if err := ls.rc.Close(); err != nil {
+		return err
+	}
+	if ls.counted.n != desc.Size {
+		return fmt.Errorf("layer of %d bytes, the manifest says %d", ls.counted.n, desc.Size)
+	}
+	if got := "sha256:" + hex.EncodeToString(ls.compressed.Sum(nil)); got != desc.Digest.String() {
+		return fmt.Errorf("compressed digest %s does not match %s", got, desc.Digest)
+	}
+	return nil
+}
+
+func (ls *layerStream) Close() error {
+	ls.ReadCloser.Close()
+	return ls.rc.Close()
+}
+
+// renameNoReplace moves a finished layer into place, never over anything.
+func renameNoReplace(from, to string) error {
+	err := unix.Renameat2(unix.AT_FDCWD, from, unix.AT_FDCWD, to, unix.RENAME_NOREPLACE)
+	if errors.Is(err, unix.EINVAL) || errors.Is(err, unix.ENOSYS) {
+		// A filesystem without the flag; the name is fresh from the
+		// sequence, so only a leftover could be there.
+		if _, err := os.Lstat(to); !errors.Is(err, fs.ErrNotExist) {
+			return fmt.Errorf("rename %s: %s exists", from, to)
+		}
+		return os.Rename(from, to)
+	}
+	if err != nil {
+		return &os.LinkError{Op: "rename", Old: from, New: to, Err: err}
+	}
+	return nil
 }
 
 func syncfs(dir string) error {
@@ -587,6 +830,10 @@ func syncfs(dir string) error {
 	defer f.Close()
 	return unix.Syncfs(int(f.Fd()))
 }
+
+// maxZstdWindow is the reference zstd decoder's default limit (window log
+// 27): it decodes whatever plain "zstd -d" does.
+const maxZstdWindow = 128 << 20
 
 // decompress picks the decompressor by the stream's magic bytes (media
 // types lie often enough).
@@ -599,7 +846,11 @@ func decompress(br *bufio.Reader) (io.ReadCloser, error) {
 	case bytes.HasPrefix(magic, []byte{0x1f, 0x8b}):
 		return gzip.NewReader(br)
 	case bytes.HasPrefix(magic, []byte{0x28, 0xb5, 0x2f, 0xfd}):
-		d, err := zstd.NewReader(br, zstd.WithDecoderConcurrency(1))
+		// A frame names its window (up to the decoder's 512 MiB) or, in
+		// one segment, its whole size as the window: hold both to what
+		// the reference zstd decoder accepts by default.
+		d, err := zstd.NewReader(br, zstd.WithDecoderConcurrency(1), zstd.WithDecoderLowmem(true),
+			zstd.WithDecoderMaxWindow(maxZstdWindow), zstd.WithDecoderMaxMemory(maxZstdWindow))
 		if err != nil {
 			return nil, err
 		}
@@ -642,12 +893,14 @@ func (p *progress) watch(ctx context.Context, cancel context.CancelCauseFunc, ti
 type countingReader struct {
 	r    io.Reader
 	prog *progress
+	n    int64
 }
 
 func (c *countingReader) Read(b []byte) (int, error) {
 	n, err := c.r.Read(b)
 	if n > 0 {
 		hook("mid-layer")
+		c.n += int64(n)
 		c.prog.done.Add(int64(n))
 		c.prog.touch()
 	}

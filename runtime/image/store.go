@@ -7,6 +7,10 @@
 // transaction that records it with all its layers. Whatever a crash leaves
 // (temporary directories, unrecorded layer directories or blobs) is removed
 // by the collector on the next start.
+//
+// Layer directories are named by a number from the database's sequence,
+// never by anything an image declares: an image cannot name, and so
+// replace or remove, another image's layer.
 package image
 
 import (
@@ -21,6 +25,7 @@ import (
 	"path/filepath"
 	"slices"
 	"sort"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -60,7 +65,9 @@ type Image struct {
 type layer struct {
 	ChainID string `json:"chainID"`
 	DiffID  string `json:"diffID"`
-	// Dir is the directory name under <root>/layers.
+	// Dir is the directory name under <root>/layers: a sequence number
+	// (stores of earlier versions named it by a chain-ID prefix; those
+	// records keep their name).
 	Dir    string `json:"dir"`
 	Bytes  int64  `json:"bytes"`
 	Inodes int64  `json:"inodes"`
@@ -99,11 +106,15 @@ type Store struct {
 	db   *store.DB
 	log  *slog.Logger
 
-	// mu serialises metadata commits with garbage collection, so that the
-	// collector never sees a layer directory between its rename and its
-	// record. leased counts in-flight pulls per chain ID.
-	mu     sync.Mutex
-	leased map[string]int
+	// mu serialises metadata commits with garbage collection and guards
+	// what in-flight pulls hold: leased counts them per chain ID, unpacked
+	// are the layers they unpacked and have not recorded yet (by chain ID),
+	// and claimed the layer directories of those layers and of unpacks in
+	// progress. The collector removes none of them.
+	mu       sync.Mutex
+	leased   map[string]int
+	unpacked map[string]*layer
+	claimed  map[string]bool
 
 	pulls  singleflight.Group
 	layers singleflight.Group
@@ -124,7 +135,8 @@ func New(db *store.DB, opts Options) (*Store, error) {
 	if opts.ProgressTimeout <= 0 {
 		opts.ProgressTimeout = time.Minute
 	}
-	s := &Store{opts: opts, db: db, log: opts.Logger, leased: map[string]int{}, configs: map[string]*v1.ConfigFile{}}
+	s := &Store{opts: opts, db: db, log: opts.Logger, leased: map[string]int{}, unpacked: map[string]*layer{},
+		claimed: map[string]bool{}, configs: map[string]*v1.ConfigFile{}}
 	for _, d := range []string{s.blobDir(), s.layersDir(), s.tmpDir()} {
 		if err := os.MkdirAll(d, 0o700); err != nil {
 			return nil, err
@@ -240,8 +252,8 @@ func (s *Store) collect() error {
 			}
 		}
 		// Directories of in-flight pulls have no record yet.
-		for c := range s.leased {
-			keepDirs[dirName(c)] = true
+		for d := range s.claimed {
+			keepDirs[d] = true
 		}
 		return nil
 	})
@@ -280,10 +292,32 @@ func (s *Store) collect() error {
 // directories, which RemoveAll handles as root.
 func removeLayerDir(dir string) error { return os.RemoveAll(dir) }
 
-// dirName is the directory name of a chain: short, so that overlayfs mount
-// options with many lower directories stay within a page.
-func dirName(chainID string) string {
-	return strings.TrimPrefix(chainID, "sha256:")[:16]
+// newLayerDir claims a new layer directory name: the next number of the
+// database's sequence, short so that overlayfs mount options with many
+// lower directories stay within a page. The sequence is committed before
+// the directory exists, so a name is never handed out twice.
+func (s *Store) newLayerDir() (string, error) {
+	var seq uint64
+	err := s.db.Update(func(tx *store.Tx) error {
+		var err error
+		seq, err = tx.NextSequence(bucketLayers)
+		return err
+	})
+	if err != nil {
+		return "", fmt.Errorf("layer directory: %w", err)
+	}
+	dir := strconv.FormatUint(seq, 10)
+	s.mu.Lock()
+	s.claimed[dir] = true
+	s.mu.Unlock()
+	return dir, nil
+}
+
+// unclaim gives up a claimed directory that was never filled.
+func (s *Store) unclaim(dir string) {
+	s.mu.Lock()
+	delete(s.claimed, dir)
+	s.mu.Unlock()
 }
 
 // writeBlob stores data under its sha256 digest, atomically.

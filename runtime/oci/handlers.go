@@ -16,6 +16,9 @@ type Handler struct {
 	*Runtime
 	Annotations map[string]string
 	Info        *Info
+	// PodAnnotations and ContainerAnnotations are the patterns of the CRI
+	// annotations passed to the runtime (config.Runtime's).
+	PodAnnotations, ContainerAnnotations []string
 	// ProbeErr is why the runtime could not be asked; such a handler is
 	// listed but refuses pods.
 	ProbeErr error
@@ -33,7 +36,10 @@ func NewHandlers(ctx context.Context, c *config.Config) *Handlers {
 	var wg sync.WaitGroup
 	var mu sync.Mutex
 	for name, rc := range c.Runtimes {
-		hd := &Handler{Runtime: &Runtime{Handler: name, Path: rc.Path, Root: rc.Root, Args: rc.Args, DirectExec: rc.Exec != config.ModeRuntime, DirectStart: rc.Start != config.ModeRuntime}, Annotations: rc.Annotations}
+		hd := &Handler{
+			Runtime:     &Runtime{Handler: name, Path: rc.Path, Root: rc.Root, Args: rc.Args, DirectExec: rc.Exec != config.ModeRuntime, DirectStart: rc.Start != config.ModeRuntime},
+			Annotations: rc.Annotations, PodAnnotations: rc.PodAnnotations, ContainerAnnotations: rc.ContainerAnnotations,
+		}
 		h.byName[name] = hd
 		wg.Add(1)
 		go func() {

@@ -10,6 +10,7 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"regexp"
 	"runtime"
 	"strings"
 
@@ -39,7 +40,8 @@ func (k Kind) String() string { return k.name }
 // goroutine exits locked and the thread ends), so no other goroutine ever
 // runs in the namespace.
 func Pin(path string, kind Kind, setup func() error) (err error) {
-	if err := os.MkdirAll(filepath.Dir(path), 0o711); err != nil {
+	// Only root may enter the directories of berth's namespace files.
+	if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
 		return err
 	}
 	f, err := os.OpenFile(path, os.O_CREATE|os.O_EXCL|os.O_RDONLY, 0o444)
@@ -102,41 +104,119 @@ func SysctlKind(name string) (Kind, bool) {
 	return Kind{}, false
 }
 
-// Sysctls splits a pod's sysctls by namespace; a sysctl of no namespace
-// is invalid.
+// sysctlName is the kubelet's pattern of a sysctl name (IsValidSysctlName
+// in k8s.io/kubernetes pkg/apis/core/validation): segments of lower-case
+// letters, digits, '-' and '_', separated by '.' or '/'. It leaves no room
+// for an empty, "." or ".." path component.
+var sysctlName = regexp.MustCompile(`^([a-z0-9]([-_a-z0-9]*[a-z0-9])?[\./])*[a-z0-9]([-_a-z0-9]*[a-z0-9])?$`)
+
+// maxSysctlName is the kubelet's limit on a sysctl name's length.
+const maxSysctlName = 253
+
+// NormalizeSysctl checks a sysctl name as the kubelet does and returns it
+// in dot form: "net/ipv4/conf/eth0.100/rp_filter" (slashes separate) is
+// "net.ipv4.conf.eth0/100.rp_filter" (a slash stands for a dot inside a
+// name).
+func NormalizeSysctl(name string) (string, error) {
+	if len(name) > maxSysctlName || !sysctlName.MatchString(name) {
+		return "", errdefs.InvalidArgument("sysctl name %q is invalid: want at most %d characters matching %s", name, maxSysctlName, sysctlName)
+	}
+	if i := strings.IndexAny(name, "./"); i >= 0 && name[i] == '/' {
+		name = swapSeparators(name)
+	}
+	return name, nil
+}
+
+func swapSeparators(s string) string {
+	return strings.Map(func(r rune) rune {
+		switch r {
+		case '.':
+			return '/'
+		case '/':
+			return '.'
+		}
+		return r
+	}, s)
+}
+
+// Sysctls checks a pod's sysctl names, normalises them and splits them by
+// namespace; a sysctl of no namespace is invalid.
 func Sysctls(all map[string]string) (map[Kind]map[string]string, error) {
 	out := map[Kind]map[string]string{}
-	for name, v := range all {
+	for raw, v := range all {
+		name, err := NormalizeSysctl(raw)
+		if err != nil {
+			return nil, err
+		}
 		k, ok := SysctlKind(name)
 		if !ok {
-			return nil, errdefs.InvalidArgument("sysctl %q is not namespaced: a pod cannot set it", name)
+			return nil, errdefs.InvalidArgument("sysctl %q is not namespaced: a pod cannot set it", raw)
 		}
 		if out[k] == nil {
 			out[k] = map[string]string{}
+		}
+		if _, dup := out[k][name]; dup {
+			return nil, errdefs.InvalidArgument("sysctl %q is given twice (in dot and slash form)", name)
 		}
 		out[k][name] = v
 	}
 	return out, nil
 }
 
-// WriteSysctls sets sysctls in the calling thread's namespaces (call it
-// from a setup function).
-func WriteSysctls(sysctls map[string]string) error {
-	for name, v := range sysctls {
-		// The kubelet's form: dots separate, a slash stands for a dot
-		// inside a name (net.ipv4.conf.eth0/100.rp_filter).
-		p := filepath.Join("/proc/sys", strings.Map(func(r rune) rune {
-			switch r {
-			case '.':
-				return '/'
-			case '/':
-				return '.'
-			}
-			return r
-		}, name))
-		if err := os.WriteFile(p, []byte(v), 0); err != nil {
-			return errdefs.InvalidArgument("sysctl %s=%s: %v", name, v, err)
+// sysctlPath is the path of a (normalised) sysctl relative to /proc/sys,
+// refused if any component is empty, "." or "..".
+func sysctlPath(name string) (string, error) {
+	parts := strings.Split(name, ".")
+	for i, p := range parts {
+		p = strings.ReplaceAll(p, "/", ".")
+		if p == "" || p == "." || p == ".." {
+			return "", errdefs.InvalidArgument("sysctl name %q has an empty, \".\" or \"..\" component", name)
 		}
+		parts[i] = p
+	}
+	return strings.Join(parts, "/"), nil
+}
+
+// WriteSysctls sets sysctls in the calling thread's namespaces (call it
+// from a setup function). Each is written relative to /proc/sys and
+// cannot leave it.
+func WriteSysctls(sysctls map[string]string) error {
+	if len(sysctls) == 0 {
+		return nil
+	}
+	// Opened here: /proc/sys/net is the opening thread's network namespace.
+	root, err := os.OpenRoot(procSys)
+	if err != nil {
+		return fmt.Errorf("open %s: %w", procSys, err)
+	}
+	defer root.Close()
+	for raw, v := range sysctls {
+		if err := writeSysctl(root, raw, v); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// procSys is where sysctls are; tests point it elsewhere.
+var procSys = "/proc/sys"
+
+func writeSysctl(root *os.Root, raw, v string) error {
+	name, err := NormalizeSysctl(raw)
+	if err != nil {
+		return err
+	}
+	rel, err := sysctlPath(name)
+	if err != nil {
+		return err
+	}
+	f, err := root.OpenFile(rel, os.O_WRONLY, 0)
+	if err != nil {
+		return errdefs.InvalidArgument("sysctl %s=%s: %v", raw, v, err)
+	}
+	_, werr := f.WriteString(v)
+	if err := errors.Join(werr, f.Close()); err != nil {
+		return errdefs.InvalidArgument("sysctl %s=%s: %v", raw, v, err)
 	}
 	return nil
 }

@@ -100,3 +100,62 @@ func TestPin(t *testing.T) {
 		t.Errorf("second Remove: %v", err)
 	}
 }
+
+func TestNormalizeSysctl(t *testing.T) {
+	for in, want := range map[string]string{
+		"net.ipv4.ip_forward":              "net.ipv4.ip_forward",
+		"net/ipv4/ip_forward":              "net.ipv4.ip_forward",
+		"net.ipv4.conf.eth0/100.rp_filter": "net.ipv4.conf.eth0/100.rp_filter",
+		"net/ipv4/conf/eth0.100/rp_filter": "net.ipv4.conf.eth0/100.rp_filter",
+		"kernel.shm_rmid_forced":           "kernel.shm_rmid_forced",
+	} {
+		if got, err := NormalizeSysctl(in); err != nil || got != want {
+			t.Errorf("NormalizeSysctl(%q) = %q, %v; want %q", in, got, err, want)
+		}
+	}
+	sysctls, err := Sysctls(map[string]string{"net/ipv4/conf/eth0.100/rp_filter": "1"})
+	if err != nil || sysctls[Net]["net.ipv4.conf.eth0/100.rp_filter"] != "1" {
+		t.Errorf("Sysctls in slash form = %v, %v", sysctls, err)
+	}
+	if _, err := Sysctls(map[string]string{"net/ipv4/ip_forward": "1", "net.ipv4.ip_forward": "0"}); !errors.Is(err, errdefs.ErrInvalidArgument) {
+		t.Errorf("one sysctl in both forms: %v, want InvalidArgument", err)
+	}
+	if _, err := sysctlPath("net..x"); !errors.Is(err, errdefs.ErrInvalidArgument) {
+		t.Errorf("sysctlPath with an empty component: %v", err)
+	}
+}
+
+// TestWriteSysctlsStaysInProcSys writes through a stand-in /proc/sys: a
+// name is a path below it, never above.
+func TestWriteSysctlsStaysInProcSys(t *testing.T) {
+	base := t.TempDir()
+	old := procSys
+	procSys = filepath.Join(base, "sys")
+	defer func() { procSys = old }()
+	for _, d := range []string{"sys/net/ipv4/conf/eth0.100", "sys/kernel", "kernel"} {
+		if err := os.MkdirAll(filepath.Join(base, d), 0o755); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for _, f := range []string{"sys/net/ipv4/conf/eth0.100/rp_filter", "sys/kernel/core_pattern", "kernel/core_pattern"} {
+		if err := os.WriteFile(filepath.Join(base, f), []byte("0"), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := WriteSysctls(map[string]string{"net/ipv4/conf/eth0.100/rp_filter": "2"}); err != nil {
+		t.Fatal(err)
+	}
+	if b, _ := os.ReadFile(filepath.Join(base, "sys/net/ipv4/conf/eth0.100/rp_filter")); string(b) != "2" {
+		t.Errorf("rp_filter = %q", b)
+	}
+	for _, name := range []string{"net.//.kernel.core_pattern", "net/../kernel/core_pattern", "net.ipv4.conf.eth0/../../../..kernel.core_pattern"} {
+		if err := WriteSysctls(map[string]string{name: "|/tmp/x"}); !errors.Is(err, errdefs.ErrInvalidArgument) {
+			t.Errorf("WriteSysctls(%q): %v, want InvalidArgument", name, err)
+		}
+	}
+	for _, f := range []string{"sys/kernel/core_pattern", "kernel/core_pattern"} {
+		if b, _ := os.ReadFile(filepath.Join(base, f)); string(b) != "0" {
+			t.Errorf("%s was written: %q", f, b)
+		}
+	}
+}

@@ -77,11 +77,33 @@ func mountShm(dir string) error {
 	return nil
 }
 
+// PrivateDir makes dir, or tightens the mode of an existing one, to 0700:
+// only root may enter berth's directories (berthd's root and state
+// included). Containers' writable layers and pods' /dev/shm live below
+// them, and an overlay honours setuid bits: a local user who reached a
+// root container's setuid file would be root. MkdirAll leaves the mode of
+// an existing directory alone.
+func PrivateDir(dir string) error {
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return err
+	}
+	if err := os.Chmod(dir, 0o700); err != nil {
+		return fmt.Errorf("restrict %s: %w", dir, err)
+	}
+	return nil
+}
+
 // mountRootfs mounts an overlay of lower (top first) with a writable layer
-// in rwDir at target.
+// in rwDir at target. The upper directory's mode is the container's / (so
+// 0755); rwDir and target's parent (the bundle) keep everyone else out.
 func mountRootfs(lower []string, rwDir, target string) error {
 	upper, work := filepath.Join(rwDir, "upper"), filepath.Join(rwDir, "work")
-	for _, d := range []string{upper, work, target} {
+	for _, d := range []string{rwDir, work, filepath.Dir(target)} {
+		if err := PrivateDir(d); err != nil {
+			return err
+		}
+	}
+	for _, d := range []string{upper, target} {
 		if err := os.MkdirAll(d, 0o755); err != nil {
 			return err
 		}

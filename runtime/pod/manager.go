@@ -9,7 +9,6 @@ import (
 	"encoding/hex"
 	"fmt"
 	"log/slog"
-	"os"
 	"path/filepath"
 	"sort"
 	"strings"
@@ -100,7 +99,7 @@ func New(ctx context.Context, opts Options) (*Manager, error) {
 	}
 	m.host = spec.Host{CgroupDriver: m.cfg.CgroupDriver, CgroupMode: host.Cgroups(), OOMFloor: m.oomFloor, Bounding: host.BoundingSet()}
 	for _, d := range []string{m.podsDir(), m.ctrStateDir(), m.ctrRootDir(), m.netnsDir(), m.shimSockDir()} {
-		if err := os.MkdirAll(d, 0o711); err != nil {
+		if err := PrivateDir(d); err != nil {
 			return nil, err
 		}
 	}
@@ -232,7 +231,10 @@ func matchLabels(labels, selector map[string]string) bool {
 
 // specRuntime is what spec generation needs of a handler.
 func specRuntime(h *oci.Handler) spec.Runtime {
-	rt := spec.Runtime{Kind: h.Kind(), OCIVersion: h.Info.SpecVersion, Annotations: h.Annotations}
+	rt := spec.Runtime{
+		Kind: h.Kind(), OCIVersion: h.Info.SpecVersion, Annotations: h.Annotations,
+		PodAnnotations: h.PodAnnotations, ContainerAnnotations: h.ContainerAnnotations,
+	}
 	if h.Info.Features != nil {
 		for _, o := range h.Info.Features.MountOptions {
 			if o == "rro" {

@@ -254,7 +254,7 @@ func (m *Manager) RunPodSandbox(ctx context.Context, cfg *runtimeapi.PodSandboxC
 		return "", err
 	}
 	u.add(func() { m.deleteRecord(bucketSandboxes, id) })
-	if err := os.MkdirAll(dir, 0o711); err != nil {
+	if err := PrivateDir(dir); err != nil {
 		return "", err
 	}
 	u.add(func() { _ = removeDir(dir) })
@@ -422,7 +422,7 @@ func (m *Manager) specPod(sb *sandbox, dir string) *spec.Pod {
 }
 
 func writeSpec(bundle string, s any) error {
-	if err := os.MkdirAll(bundle, 0o711); err != nil {
+	if err := PrivateDir(bundle); err != nil {
 		return err
 	}
 	data, err := json.Marshal(s)

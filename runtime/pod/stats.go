@@ -3,13 +3,13 @@ package pod
 import (
 	"context"
 	"errors"
-	"io/fs"
+	"os"
 	"path/filepath"
 	"strings"
 	"sync"
-	"syscall"
 	"time"
 
+	"golang.org/x/sys/unix"
 	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
 
 	"github.com/berthrt/berth/runtime/cgroups"
@@ -158,25 +158,83 @@ func (m *Manager) writableLayer(id string) *runtimeapi.FilesystemUsage {
 	}
 }
 
-// diskUsage sums the allocated bytes and counts the inodes under dir.
+// diskUsage sums the allocated bytes and counts the inodes under dir, a
+// container's writable layer, which the container changes while it is
+// measured. The walk goes from opened directory to opened directory
+// (openat: no path is resolved again, so a directory swapped for a
+// symlink leads nowhere), follows no symlink and stays on dir's
+// filesystem.
 func diskUsage(dir string) (bytes, inodes uint64) {
-	seen := map[uint64]bool{}
-	_ = filepath.WalkDir(dir, func(p string, d fs.DirEntry, err error) error {
+	fd, err := unix.Open(dir, unix.O_RDONLY|unix.O_DIRECTORY|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return 0, 0
+	}
+	var st unix.Stat_t
+	if err := unix.Fstat(fd, &st); err != nil {
+		unix.Close(fd)
+		return 0, 0
+	}
+	w := &usageWalk{dev: st.Dev, seen: map[uint64]bool{}}
+	w.add(&st)
+	w.dir(fd, 0)
+	return w.bytes, w.inodes
+}
+
+// maxLayerDepth bounds the directories held open at once by a walk.
+const maxLayerDepth = 512
+
+type usageWalk struct {
+	dev           uint64
+	seen          map[uint64]bool // hard links count once
+	bytes, inodes uint64
+}
+
+func (w *usageWalk) add(st *unix.Stat_t) {
+	if w.seen[st.Ino] {
+		return
+	}
+	w.seen[st.Ino] = true
+	w.bytes += uint64(st.Blocks) * 512
+	w.inodes++
+}
+
+// dir measures the entries of the open directory fd, and closes it.
+func (w *usageWalk) dir(fd, depth int) {
+	f := os.NewFile(uintptr(fd), "")
+	defer f.Close()
+	for {
+		names, err := f.Readdirnames(1024)
+		for _, name := range names {
+			w.entry(fd, name, depth)
+		}
 		if err != nil {
-			return nil
+			return
 		}
-		fi, err := d.Info()
-		if err != nil {
-			return nil
-		}
-		if st, ok := fi.Sys().(*syscall.Stat_t); ok && !seen[st.Ino] {
-			seen[st.Ino] = true
-			bytes += uint64(st.Blocks) * 512
-			inodes++
-		}
-		return nil
-	})
-	return bytes, inodes
+	}
+}
+
+// entry measures name in the directory dirfd, and below it if it is a
+// directory of the same filesystem.
+func (w *usageWalk) entry(dirfd int, name string, depth int) {
+	var st unix.Stat_t
+	if err := unix.Fstatat(dirfd, name, &st, unix.AT_SYMLINK_NOFOLLOW); err != nil || st.Dev != w.dev {
+		return
+	}
+	w.add(&st)
+	if st.Mode&unix.S_IFMT != unix.S_IFDIR || depth >= maxLayerDepth {
+		return
+	}
+	fd, err := unix.Openat(dirfd, name, unix.O_RDONLY|unix.O_DIRECTORY|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return
+	}
+	// Swapped since the fstatat: what was opened is not what was counted.
+	var opened unix.Stat_t
+	if err := unix.Fstat(fd, &opened); err != nil || opened.Dev != st.Dev || opened.Ino != st.Ino {
+		unix.Close(fd)
+		return
+	}
+	w.dir(fd, depth+1)
 }
 
 // ContainerStats reports one container.

@@ -61,9 +61,16 @@ func Spawn(ctx context.Context, o SpawnOptions) (*Client, error) {
 		return nil, err
 	}
 	defer readyR.Close()
+	exe, err := sealedBinary(o.Binary)
+	if err != nil {
+		readyW.Close()
+		return nil, fmt.Errorf("start shim: %w", err)
+	}
 	// Not CommandContext: the shim must outlive the request that made it.
-	cmd := exec.Command(o.Binary, args...) //nolint:noctx // a shim outlives every context
-	cmd.ExtraFiles = []*os.File{readyW}
+	// It runs from the sealed copy, passed as sealedFD.
+	cmd := exec.Command(fmt.Sprintf("/proc/self/fd/%d", sealedFD), args...) //nolint:noctx // a shim outlives every context
+	cmd.Args[0] = o.Binary
+	cmd.ExtraFiles = []*os.File{readyW, exe}
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true}
 	cmd.Dir = "/"
 	if err := cmd.Start(); err != nil {

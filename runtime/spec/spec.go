@@ -4,6 +4,7 @@ package spec
 
 import (
 	"fmt"
+	"maps"
 	"os"
 	"path"
 	"path/filepath"
@@ -20,6 +21,7 @@ import (
 	"github.com/berthrt/berth/runtime/cgroups"
 	"github.com/berthrt/berth/runtime/errdefs"
 	"github.com/berthrt/berth/runtime/host"
+	"github.com/berthrt/berth/runtime/pinns"
 )
 
 // Annotations that tell runtimes (gVisor among them) how a pod's
@@ -43,6 +45,11 @@ type Runtime struct {
 	OCIVersion  string
 	RRO         bool // supports recursive read-only mounts
 	Annotations map[string]string
+	// PodAnnotations and ContainerAnnotations are the patterns (path.Match)
+	// of the CRI pod and container annotations that reach the runtime,
+	// which may act on them (crun on run.oci.*, runsc on dev.gvisor.*):
+	// none unless the handler's configuration lists them.
+	PodAnnotations, ContainerAnnotations []string
 }
 
 // Host is what the spec must suit about the node.
@@ -110,6 +117,13 @@ func MemoryCgroupDir(h Host, cgroupsPath string) string {
 
 // Sandbox builds the spec of a pod's sandbox (pause) container.
 func Sandbox(rt Runtime, h Host, p *Pod, img *v1.ConfigFile, rootfs string) (*specs.Spec, error) {
+	if err := CheckSandboxSecurity(p.Config); err != nil {
+		return nil, err
+	}
+	sysctls, err := normalizeSysctls(p.Config.GetLinux().GetSysctls())
+	if err != nil {
+		return nil, err
+	}
 	sc := p.Config.GetLinux().GetSecurityContext()
 	ns := sc.GetNamespaceOptions()
 	args := append(slices.Clone(img.Config.Entrypoint), img.Config.Cmd...)
@@ -129,10 +143,10 @@ func Sandbox(rt Runtime, h Host, p *Pod, img *v1.ConfigFile, rootfs string) (*sp
 			Capabilities:    &specs.LinuxCapabilities{},
 		},
 		Mounts:      baseMounts(),
-		Annotations: podAnnotations(rt, p, ContainerTypeSandbox, p.ID),
+		Annotations: annotations(rt, p, ContainerTypeSandbox, nil),
 		Linux: &specs.Linux{
 			CgroupsPath:   CgroupsPath(h, p, p.ID),
-			Sysctl:        p.Config.GetLinux().GetSysctls(),
+			Sysctl:        sysctls,
 			MaskedPaths:   defaultMaskedPaths,
 			ReadonlyPaths: defaultReadonlyPaths,
 			Resources: &specs.LinuxResources{
@@ -177,14 +191,33 @@ func Sandbox(rt Runtime, h Host, p *Pod, img *v1.ConfigFile, rootfs string) (*sp
 	return s, nil
 }
 
-func podAnnotations(rt Runtime, p *Pod, typ, sandboxID string) map[string]string {
-	a := map[string]string{}
-	for k, v := range rt.Annotations {
-		a[k] = v
+// normalizeSysctls checks the pod's sysctl names and puts them in the dot
+// form runtimes expect.
+func normalizeSysctls(in map[string]string) (map[string]string, error) {
+	if len(in) == 0 {
+		return in, nil
 	}
+	out := make(map[string]string, len(in))
+	for k, v := range in {
+		name, err := pinns.NormalizeSysctl(k)
+		if err != nil {
+			return nil, err
+		}
+		out[name] = v
+	}
+	return out, nil
+}
+
+// annotations are a spec's: the pod's and the container's (ctr) CRI
+// annotations that the handler lets through, then the handler's own, then
+// berth's, which nothing overrides.
+func annotations(rt Runtime, p *Pod, typ string, ctr map[string]string) map[string]string {
+	a := passThrough(p.Config.GetAnnotations(), rt.PodAnnotations)
+	maps.Copy(a, passThrough(ctr, rt.ContainerAnnotations))
+	maps.Copy(a, rt.Annotations)
 	md := p.Config.GetMetadata()
 	a[AnnContainerType] = typ
-	a[AnnSandboxID] = sandboxID
+	a[AnnSandboxID] = p.ID
 	a[AnnSandboxName] = md.GetName()
 	a[AnnSandboxNamespace] = md.GetNamespace()
 	a[AnnSandboxUID] = md.GetUid()
@@ -192,6 +225,25 @@ func podAnnotations(rt Runtime, p *Pod, typ, sandboxID string) map[string]string
 		a[AnnSandboxLogDir] = d
 	}
 	return a
+}
+
+// reservedAnnotations are the prefixes of the keys that tell runtimes how
+// a pod's containers belong together (berth's, and CRI-O's that runsc
+// also reads): never a tenant's to set, whatever the allow-list says.
+var reservedAnnotations = []string{"io.kubernetes.cri.", "io.kubernetes.cri-o."}
+
+// passThrough returns the annotations whose key matches one of patterns.
+func passThrough(in map[string]string, patterns []string) map[string]string {
+	out := map[string]string{}
+	for k, v := range in {
+		if slices.ContainsFunc(reservedAnnotations, func(p string) bool { return strings.HasPrefix(k, p) }) {
+			continue
+		}
+		if slices.ContainsFunc(patterns, func(p string) bool { ok, _ := path.Match(p, k); return ok }) {
+			out[k] = v
+		}
+	}
+	return out
 }
 
 // Container is what a container spec is built from.
@@ -216,6 +268,13 @@ type Container struct {
 func ForContainer(rt Runtime, h Host, p *Pod, c Container) (*specs.Spec, *User, error) {
 	cfg := c.Config
 	sc := cfg.GetLinux().GetSecurityContext()
+	// The pod's labels are its containers' defaults.
+	if err := CheckSandboxSecurity(p.Config); err != nil {
+		return nil, nil, err
+	}
+	if err := CheckContainerSecurity(sc); err != nil {
+		return nil, nil, err
+	}
 	args, err := commandLine(cfg, &c.Image.Config)
 	if err != nil {
 		return nil, nil, err
@@ -260,7 +319,7 @@ func ForContainer(rt Runtime, h Host, p *Pod, c Container) (*specs.Spec, *User, 
 			User:            specs.User{UID: u.UID, GID: u.GID, AdditionalGids: u.AdditionalGids},
 			NoNewPrivileges: sc.GetNoNewPrivs(),
 		},
-		Annotations: podAnnotations(rt, p, ContainerTypeApp, p.ID),
+		Annotations: annotations(rt, p, ContainerTypeApp, cfg.GetAnnotations()),
 		Linux: &specs.Linux{
 			CgroupsPath: CgroupsPath(h, p, c.ID),
 			Resources:   &specs.LinuxResources{Devices: defaultDeviceRules()},
@@ -268,12 +327,6 @@ func ForContainer(rt Runtime, h Host, p *Pod, c Container) (*specs.Spec, *User, 
 	}
 	s.Annotations[AnnContainerName] = cfg.GetMetadata().GetName()
 	s.Annotations[AnnImageName] = c.ImageName
-	for k, v := range cfg.GetAnnotations() {
-		// Pod-level keys are berth's to set.
-		if _, taken := s.Annotations[k]; !taken {
-			s.Annotations[k] = v
-		}
-	}
 
 	caps := containerCaps(sc)
 	if privileged {

@@ -426,3 +426,91 @@ func TestParseSignal(t *testing.T) {
 		t.Error("unknown signal parsed")
 	}
 }
+
+// TestResolveUserSymlinksResolveInRoot: an image's symlinked passwd (as
+// Nix-built images have) is read where the container would read it.
+func TestResolveUserSymlinksResolveInRoot(t *testing.T) {
+	root := t.TempDir()
+	for _, d := range []string{"etc", "store/nss"} {
+		if err := os.MkdirAll(filepath.Join(root, d), 0o755); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := os.WriteFile(filepath.Join(root, "store/nss/passwd"), []byte("app:x:7:8::/:/bin/sh\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Symlink("/store/nss/passwd", filepath.Join(root, "etc", "passwd")); err != nil {
+		t.Fatal(err)
+	}
+	u, err := ResolveUser(root, UserRequest{ImageUser: "app"})
+	if err != nil || u.UID != 7 || u.GID != 8 {
+		t.Errorf("user through an in-image symlink = %+v, %v", u, err)
+	}
+}
+
+func TestResolveUserBoundsPasswd(t *testing.T) {
+	root := t.TempDir()
+	if err := os.MkdirAll(filepath.Join(root, "etc"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	f, err := os.Create(filepath.Join(root, "etc", "passwd"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Sparse: no disk used.
+	if err := f.Truncate(maxIDFile + 1); err != nil {
+		t.Fatal(err)
+	}
+	f.Close()
+	if _, err := ResolveUser(root, UserRequest{}); !errors.Is(err, errdefs.ErrInvalidArgument) {
+		t.Errorf("oversized passwd: %v, want InvalidArgument", err)
+	}
+}
+
+func TestAnnotationAllowList(t *testing.T) {
+	f := newFixture(t)
+	f.rt.PodAnnotations = []string{"run.oci.*"}
+	f.rt.ContainerAnnotations = []string{"dev.gvisor.spec.mount.*.share", "io.kubernetes.cri.*"}
+	f.rt.Annotations["run.oci.handler"] = "admin"
+	f.pod.Config.Annotations = map[string]string{"run.oci.keep_original_groups": "1", "run.oci.handler": "tenant", "other": "x", "dev.gvisor.spec.mount.a.share": "pod"}
+	s, _, err := f.container(t, &runtimeapi.ContainerConfig{Annotations: map[string]string{
+		"dev.gvisor.spec.mount.a.share": "container", "dev.gvisor.spec.mount.a.type": "bind", AnnSandboxID: "other-pod", "io.kubernetes.cri-o.SandboxID": "x",
+	}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := map[string]string{
+		"run.oci.keep_original_groups": "1", "run.oci.handler": "admin", "dev.gvisor.spec.mount.a.share": "container", "handler/x": "1",
+		AnnSandboxID: "pod1", AnnContainerType: ContainerTypeApp,
+	}
+	for k, v := range want {
+		if s.Annotations[k] != v {
+			t.Errorf("annotation %s = %q, want %q", k, s.Annotations[k], v)
+		}
+	}
+	for _, k := range []string{"other", "dev.gvisor.spec.mount.a.type", "io.kubernetes.cri-o.SandboxID"} {
+		if v, ok := s.Annotations[k]; ok {
+			t.Errorf("annotation %s=%s passed unlisted", k, v)
+		}
+	}
+	sb, err := Sandbox(f.rt, f.h, f.pod, &v1.ConfigFile{}, "/rootfs")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if sb.Annotations["run.oci.keep_original_groups"] != "1" || sb.Annotations["dev.gvisor.spec.mount.a.share"] != "" {
+		t.Errorf("sandbox annotations = %v", sb.Annotations)
+	}
+}
+
+func TestSandboxSysctlsNormalised(t *testing.T) {
+	f := newFixture(t)
+	f.pod.Config.Linux.Sysctls = map[string]string{"net/ipv4/conf/eth0.100/rp_filter": "1"}
+	s, err := Sandbox(f.rt, f.h, f.pod, &v1.ConfigFile{}, "/rootfs")
+	if err != nil || s.Linux.Sysctl["net.ipv4.conf.eth0/100.rp_filter"] != "1" {
+		t.Errorf("sysctls = %v, %v", s.Linux.Sysctl, err)
+	}
+	f.pod.Config.Linux.Sysctls = map[string]string{"net.//.kernel.core_pattern": "|/x"}
+	if _, err := Sandbox(f.rt, f.h, f.pod, &v1.ConfigFile{}, "/rootfs"); !errors.Is(err, errdefs.ErrInvalidArgument) {
+		t.Errorf("bad sysctl name: %v", err)
+	}
+}

@@ -3,12 +3,14 @@ package spec
 import (
 	"bufio"
 	"errors"
+	"fmt"
 	"io"
-	"io/fs"
 	"os"
 	"slices"
 	"strconv"
 	"strings"
+
+	"golang.org/x/sys/unix"
 
 	"github.com/berthrt/berth/runtime/errdefs"
 )
@@ -38,8 +40,8 @@ type UserRequest struct {
 }
 
 // ResolveUser resolves req against the passwd and group files of the
-// container root filesystem rootfs. Files are read through an os.Root, so
-// an image's symlinks cannot make berth read host files.
+// container root filesystem rootfs. The files are the image's, hostile:
+// see openInRoot.
 func ResolveUser(rootfs string, req UserRequest) (*User, error) {
 	userPart, groupPart := req.ImageUser, ""
 	if i := strings.IndexByte(userPart, ':'); i >= 0 {
@@ -124,7 +126,7 @@ type groupEntry struct {
 }
 
 func readIDFiles(rootfs string) ([]passwdEntry, []groupEntry, error) {
-	root, err := os.OpenRoot(rootfs)
+	root, err := os.Open(rootfs)
 	if err != nil {
 		return nil, nil, err
 	}
@@ -157,18 +159,50 @@ func readIDFiles(rootfs string) ([]passwdEntry, []groupEntry, error) {
 	return passwd, group, err
 }
 
-// readColonFile calls fn with the fields of each line; a missing file (or
-// one that escapes the root) reads as empty.
-func readColonFile(root *os.Root, name string, fn func([]string)) error {
-	f, err := root.Open(name)
-	if errors.Is(err, fs.ErrNotExist) || (err != nil && strings.Contains(err.Error(), "escapes")) {
-		return nil
+// maxIDFile bounds what is read of an image's passwd or group file.
+const maxIDFile = 4 << 20
+
+// openInRoot opens name of the image's root filesystem for reading, as
+// the container would see it: every symlink resolves inside root (an
+// absolute or ".." one cannot reach the host), and a FIFO or device
+// planted there is neither waited on nor read. A missing file is nil.
+func openInRoot(root *os.File, name string) (*os.File, error) {
+	fd, err := unix.Openat2(int(root.Fd()), name, &unix.OpenHow{
+		Flags:   unix.O_RDONLY | unix.O_NONBLOCK | unix.O_NOCTTY | unix.O_CLOEXEC,
+		Resolve: unix.RESOLVE_IN_ROOT | unix.RESOLVE_NO_MAGICLINKS | unix.RESOLVE_NO_XDEV,
+	})
+	if errors.Is(err, unix.ENOENT) || errors.Is(err, unix.ENOTDIR) {
+		return nil, nil
 	}
 	if err != nil {
+		return nil, errdefs.InvalidArgument("the image's /%s: %v", name, err)
+	}
+	f := os.NewFile(uintptr(fd), name)
+	fi, err := f.Stat()
+	if err != nil {
+		f.Close()
+		return nil, fmt.Errorf("the image's /%s: %w", name, err)
+	}
+	if !fi.Mode().IsRegular() {
+		f.Close()
+		return nil, errdefs.InvalidArgument("the image's /%s is not a regular file (%s)", name, fi.Mode().Type())
+	}
+	if fi.Size() > maxIDFile {
+		f.Close()
+		return nil, errdefs.InvalidArgument("the image's /%s is larger than %d bytes", name, maxIDFile)
+	}
+	return f, nil
+}
+
+// readColonFile calls fn with the fields of each line of the image's file
+// name; a missing file reads as empty.
+func readColonFile(root *os.File, name string, fn func([]string)) error {
+	f, err := openInRoot(root, name)
+	if err != nil || f == nil {
 		return err
 	}
 	defer f.Close()
-	sc := bufio.NewScanner(io.LimitReader(f, 16<<20))
+	sc := bufio.NewScanner(io.LimitReader(f, maxIDFile))
 	for sc.Scan() {
 		line := strings.TrimSpace(sc.Text())
 		if line == "" || strings.HasPrefix(line, "#") {
@@ -176,5 +210,8 @@ func readColonFile(root *os.Root, name string, fn func([]string)) error {
 		}
 		fn(strings.Split(line, ":"))
 	}
-	return sc.Err()
+	if err := sc.Err(); err != nil {
+		return errdefs.InvalidArgument("the image's /%s: %v", name, err)
+	}
+	return nil
 }

@@ -99,6 +99,20 @@ func (t *Tx) Delete(bucket, key string) error {
 	return b.Delete([]byte(key))
 }
 
+// NextSequence returns the next value of bucket's sequence, creating the
+// bucket if needed: a number never handed out before in this database
+// (once the transaction commits).
+func (t *Tx) NextSequence(bucket string) (uint64, error) {
+	b, err := t.bucket(bucket, true)
+	if err != nil {
+		return 0, err
+	}
+	if b == nil {
+		return 0, fmt.Errorf("sequence of %s: read-only transaction", bucket)
+	}
+	return b.NextSequence()
+}
+
 // Keys lists the keys of bucket in order.
 func (t *Tx) Keys(bucket string) []string {
 	b, _ := t.bucket(bucket, false)

@@ -64,3 +64,46 @@ func TestStoreRoundTrip(t *testing.T) {
 		t.Error("second Open of a held database must fail")
 	}
 }
+
+func TestNextSequence(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "meta.db")
+	db, err := Open(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	next := func() (n uint64) {
+		t.Helper()
+		if err := db.Update(func(tx *Tx) error {
+			n, err = tx.NextSequence("things")
+			return err
+		}); err != nil {
+			t.Fatal(err)
+		}
+		return n
+	}
+	if a, b := next(), next(); a != 1 || b != 2 {
+		t.Fatalf("sequence %d, %d; want 1, 2", a, b)
+	}
+	// A rolled-back transaction hands its number out again; a reopened
+	// database goes on where it stopped.
+	_ = db.Update(func(tx *Tx) error {
+		_, _ = tx.NextSequence("things")
+		return errors.New("roll back")
+	})
+	if err := db.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if db, err = Open(path); err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	if n := next(); n != 3 {
+		t.Fatalf("sequence after reopen %d, want 3", n)
+	}
+	if err := db.View(func(tx *Tx) error {
+		_, err := tx.NextSequence("things")
+		return err
+	}); err == nil {
+		t.Error("NextSequence in a read-only transaction succeeded")
+	}
+}

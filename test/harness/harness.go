@@ -374,7 +374,9 @@ func (b *Berthd) CountLeaks(t testing.TB) Leaks {
 	if out, err := exec.Command("ip", "-o", "link", "show", "type", "veth").Output(); err == nil {
 		l.Veths = strings.Count(string(out), "\n")
 	}
-	for _, ctl := range []string{"memory", "pids", "cpu"} {
+	// A few v1 hierarchies, the unified one of a hybrid host, and a v2
+	// host's only one.
+	for _, ctl := range []string{"memory", "pids", "cpu", "unified", "."} {
 		if ents, err := os.ReadDir(filepath.Join("/sys/fs/cgroup", ctl, "berth")); err == nil {
 			for _, e := range ents {
 				if e.IsDir() {

@@ -13,8 +13,10 @@ export PATH="$PATH:$GOBIN"
 apt_pkgs=(runc crun containernetworking-plugins iptables)
 if [ "$want" = test ]; then
 	# busybox (dynamic) and its libc build the critest fixture images;
-	# libseccomp-dev/pkg-config build a current runc when asked for.
-	apt_pkgs+=(busybox libseccomp-dev pkg-config containerd)
+	# libseccomp-dev/pkg-config build a current runc when asked for; gcc
+	# and libc6-dev build the static attacker of test/e2e/security_test.go;
+	# nginx is copied into the critest nginx fixture image.
+	apt_pkgs+=(busybox libseccomp-dev pkg-config containerd gcc libc6-dev nginx)
 fi
 missing=()
 for p in "${apt_pkgs[@]}"; do
@@ -22,12 +24,19 @@ for p in "${apt_pkgs[@]}"; do
 done
 if [ ${#missing[@]} -gt 0 ]; then
 	apt-get update -qq
+	# No package's service (nginx, containerd) starts on the host: tests
+	# copy programs or start their own instances.
+	if [ ! -e /usr/sbin/policy-rc.d ]; then
+		printf '#!/bin/sh\nexit 101\n' >/usr/sbin/policy-rc.d
+		chmod 0755 /usr/sbin/policy-rc.d
+		trap 'rm -f /usr/sbin/policy-rc.d' EXIT
+	fi
 	apt-get install -y -qq "${missing[@]}" >/dev/null
 fi
 
 # crun refuses hybrid cgroups while the cgroup2 tree holds a controller
 # (hugetlb here): give it a v1 hierarchy. berthd check reports this too.
-if [ -d /sys/fs/cgroup/unified ] && [ -s /sys/fs/cgroup/unified/cgroup.controllers ]; then
+if [ -d /sys/fs/cgroup/unified ] && [ -n "$(cat /sys/fs/cgroup/unified/cgroup.controllers 2>/dev/null)" ]; then
 	for c in $(cat /sys/fs/cgroup/unified/cgroup.controllers); do
 		if ! grep -q "cgroup .*[ ,]$c\b" /proc/self/mountinfo; then
 			mkdir -p "/sys/fs/cgroup/$c"

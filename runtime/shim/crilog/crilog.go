@@ -6,10 +6,14 @@ package crilog
 import (
 	"bufio"
 	"errors"
+	"fmt"
 	"io"
 	"os"
 	"sync"
+	"syscall"
 	"time"
+
+	"github.com/berthrt/berth/runtime/errdefs"
 )
 
 // MaxLine is the longest piece written as one log line; longer lines are
@@ -36,7 +40,7 @@ func (l *Log) Reopen() error {
 	if l.path == "" {
 		return nil
 	}
-	f, err := os.OpenFile(l.path, os.O_WRONLY|os.O_CREATE|os.O_APPEND, 0o640)
+	f, err := openLog(l.path)
 	if err != nil {
 		return err
 	}
@@ -48,6 +52,29 @@ func (l *Log) Reopen() error {
 		return old.Close()
 	}
 	return nil
+}
+
+// openLog opens (creating) the log file at path for appending. The shim
+// is root and the log directory may be reachable from a container (a
+// hostPath mount of /var/log): a symlink planted at path is not followed,
+// and a FIFO or device there is neither waited on nor written.
+func openLog(path string) (*os.File, error) {
+	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_APPEND|syscall.O_NOFOLLOW|syscall.O_NONBLOCK, 0o640)
+	if errors.Is(err, syscall.ELOOP) {
+		return nil, errdefs.FailedPrecondition("container log %s is a symlink", path)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("open container log: %w", err)
+	}
+	fi, err := f.Stat()
+	if err == nil && !fi.Mode().IsRegular() {
+		err = errdefs.FailedPrecondition("container log %s is not a regular file (%s)", path, fi.Mode().Type())
+	}
+	if err != nil {
+		f.Close()
+		return nil, err
+	}
+	return f, nil
 }
 
 // Close closes the file.

@@ -35,12 +35,10 @@ type Request struct {
 	// ContainerID names the session keyring the runtime gives a
 	// container's processes.
 	ContainerID string `json:"id"`
-	// InitPid is the container's init, whose namespaces and cgroups the
-	// process joins.
+	// InitPid is the container's init, whose cgroups the process joins
+	// (its pidfd comes with the request).
 	InitPid int `json:"initPid"`
-	// InitStart is InitPid's start time (StartTime), so that a reused pid
-	// is never entered.
-	InitStart  uint64         `json:"initStart"`
+	// Namespaces are the kinds joined, in the order of their descriptors.
 	Namespaces []string       `json:"namespaces"`
 	Process    *specs.Process `json:"process"`
 	// Seccomp: the container has a filter. Filter is its program when the
@@ -61,10 +59,12 @@ type Report struct {
 	Pid  int  `json:"pid,omitempty"`
 	Exit *int `json:"exit,omitempty"`
 	// Error ends the helper before any process ran. Final says the
-	// runtime's exec would fail the same way (no such command); otherwise
-	// it may be tried instead.
+	// runtime's exec would fail the same way (no such command).
 	Error string `json:"error,omitempty"`
 	Final bool   `json:"final,omitempty"`
+	// Refused: the container is not as it was created (or could not be
+	// fully entered); neither this nor the runtime's exec may run.
+	Refused bool `json:"refused,omitempty"`
 }
 
 // Plan is how a container's processes are entered directly.
@@ -152,51 +152,56 @@ func ProcessUnsupported(p *specs.Process) string {
 type Cmd struct {
 	*exec.Cmd
 	reports *bufio.Scanner
-	// The helper's ends (closed here once it started) and ours.
-	reqR, repW, repR *os.File
+	// The helper's descriptors (closed here once it started) and our end
+	// of the report pipe.
+	theirs []*os.File
+	repR   *os.File
 }
 
-// Command prepares the helper (self is the shim's own binary) for req.
-// Set its stdio (the process's), start it (through the shim's reaper),
-// call Started, then read its reports with Next.
-func Command(self string, req *Request) (*Cmd, error) {
+// Command prepares the helper (self is the shim's own binary) for req in
+// the container whose init is pinned by in. Set its stdio (the process's),
+// start it (through the shim's reaper), call Started, then read its
+// reports with Next.
+func Command(self string, req *Request, in *Init) (*Cmd, error) {
 	data, err := json.Marshal(req)
+	if err != nil {
+		return nil, err
+	}
+	pidfd, ns, err := in.Dup(req.Namespaces)
 	if err != nil {
 		return nil, err
 	}
 	reqR, reqW, err := os.Pipe()
 	if err != nil {
+		closeAll(append(ns, pidfd))
 		return nil, err
 	}
 	repR, repW, err := os.Pipe()
 	if err != nil {
-		reqR.Close()
-		reqW.Close()
+		closeAll(append(ns, pidfd, reqR, reqW))
 		return nil, err
 	}
+	files := append([]*os.File{reqR, repW, pidfd}, ns...)
 	// The helper reads the request once it runs.
 	go func() {
 		_, _ = reqW.Write(data)
 		reqW.Close()
 	}()
 	cmd := exec.Command(self, Arg) //nolint:noctx // the caller kills it on timeout
-	cmd.ExtraFiles = []*os.File{reqR, repW}
+	cmd.ExtraFiles = files
 	cmd.Dir = "/"
 	// Nothing of the shim's environment; the process gets the spec's. A
 	// race-built helper would sleep a second at exit, in the container's
 	// cgroups, without GORACE (ignored by normal builds).
 	cmd.Env = []string{"GORACE=atexit_sleep_ms=0"}
-	c := &Cmd{Cmd: cmd, reports: bufio.NewScanner(repR), reqR: reqR, repW: repW, repR: repR}
+	c := &Cmd{Cmd: cmd, reports: bufio.NewScanner(repR), theirs: files, repR: repR}
 	c.reports.Buffer(make([]byte, 0, 64<<10), 4<<20)
 	return c, nil
 }
 
 // Started closes our copies of the helper's ends; call it once the helper
 // runs (or failed to start).
-func (c *Cmd) Started() {
-	c.reqR.Close()
-	c.repW.Close()
-}
+func (c *Cmd) Started() { closeAll(c.theirs) }
 
 // Next reads the helper's next report; an error means it is gone.
 func (c *Cmd) Next() (Report, error) {

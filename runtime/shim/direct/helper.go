@@ -12,6 +12,7 @@ import (
 	"runtime"
 	"strconv"
 	"strings"
+	"sync"
 	"syscall"
 
 	specs "github.com/opencontainers/runtime-spec/specs-go"
@@ -28,16 +29,31 @@ func Main() {
 	// The shim ignores these; a handler here (reset by exec) keeps the
 	// process from inheriting that, as it does not through the runtime.
 	signal.Notify(make(chan os.Signal, 1), unix.SIGHUP, unix.SIGPIPE)
-	out := json.NewEncoder(os.NewFile(4, "report"))
+	// SIGTERM from the shim (timeout, stop, delete): end the process if
+	// it was forked, else give up at once, wherever start is blocked.
+	term := make(chan os.Signal, 1)
+	signal.Notify(term, unix.SIGTERM)
+	go func() {
+		<-term
+		forked.Lock() // not in the middle of forking it
+		if forked.pidfd >= 0 {
+			_ = unix.PidfdSendSignal(forked.pidfd, unix.SIGKILL, nil, 0)
+			forked.Unlock()
+			return
+		}
+		os.Exit(128 + int(unix.SIGTERM))
+	}()
+	out := json.NewEncoder(os.NewFile(fdReport, "report"))
 	var req Request
-	if err := json.NewDecoder(io.LimitReader(os.NewFile(3, "request"), 16<<20)).Decode(&req); err != nil {
+	if err := json.NewDecoder(io.LimitReader(os.NewFile(fdRequest, "request"), 16<<20)).Decode(&req); err != nil {
 		_ = out.Encode(Report{Error: "read request: " + err.Error()})
 		os.Exit(1)
 	}
 	pid, err := start(&req, out)
 	if err != nil {
 		var f finalError
-		_ = out.Encode(Report{Error: err.Error(), Final: errors.As(err, &f)})
+		var r refusedError
+		_ = out.Encode(Report{Error: err.Error(), Final: errors.As(err, &f), Refused: errors.As(err, &r)})
 		os.Exit(1)
 	}
 	if err := out.Encode(Report{Pid: pid}); err != nil {
@@ -59,6 +75,15 @@ func Main() {
 	os.Exit(0)
 }
 
+// Descriptors the helper gets besides stdio: the request, the report
+// pipe, the init's pidfd, then one per Request.Namespaces entry.
+const (
+	fdRequest = 3 + iota
+	fdReport
+	fdPidfd
+	fdNamespaces
+)
+
 // start enters the container and forks the process; nothing of it has run
 // when it fails.
 func start(req *Request, out *json.Encoder) (int, error) {
@@ -74,40 +99,26 @@ func start(req *Request, out *json.Encoder) (int, error) {
 	if err := closeExecFrom(3); err != nil {
 		return 0, err
 	}
+	// The init as the shim pinned it: while its pidfd says it was not
+	// reaped, its pid names it.
+	alive := func() error {
+		if err := unix.PidfdSendSignal(fdPidfd, 0, nil, 0); err != nil {
+			return fmt.Errorf("%w (pid %d): %w", ErrInitGone, req.InitPid, err)
+		}
+		return nil
+	}
 	filter := req.Filter
 	if req.Seccomp && len(filter) == 0 {
 		var err error
-		if filter, err = ReadFilter(req.InitPid); err != nil {
+		if filter, err = ReadFilter(req.InitPid, alive); err != nil {
 			return 0, err
 		}
 		if err := out.Encode(Report{Filter: filter}); err != nil {
 			return 0, err
 		}
 	}
-	if err := sameProcess(req.InitPid, req.InitStart); err != nil {
-		return 0, err
-	}
-	var nsFDs []int
-	defer func() {
-		for _, fd := range nsFDs {
-			unix.Close(fd)
-		}
-	}()
-	var kinds []int
-	for _, name := range req.Namespaces {
-		fd, err := unix.Open(fmt.Sprintf("/proc/%d/ns/%s", req.InitPid, name), unix.O_RDONLY|unix.O_CLOEXEC, 0)
-		if err != nil {
-			return 0, fmt.Errorf("container namespace: %w", err)
-		}
-		nsFDs = append(nsFDs, fd)
-		kinds = append(kinds, nsFlag(name))
-	}
-	if err := joinCgroups(req.InitPid); err != nil {
-		return 0, err
-	}
-	// Still the same init: the namespaces and cgroups were its.
-	if err := sameProcess(req.InitPid, req.InitStart); err != nil {
-		return 0, err
+	if err := joinCgroups(req.InitPid, alive); err != nil {
+		return 0, refusedError{err}
 	}
 	for _, rl := range p.Rlimits {
 		res, ok := rlimits[rl.Type]
@@ -131,9 +142,11 @@ func start(req *Request, out *json.Encoder) (int, error) {
 	if err := unix.Unshare(unix.CLONE_FS); err != nil {
 		return 0, fmt.Errorf("unshare fs: %w", err)
 	}
-	for i, fd := range nsFDs {
-		if err := unix.Setns(fd, kinds[i]); err != nil {
-			return 0, fmt.Errorf("enter %s namespace: %w", req.Namespaces[i], err)
+	// The namespaces the shim pinned when the container was created, not
+	// those its init is in now.
+	for i, name := range req.Namespaces {
+		if err := unix.Setns(fdNamespaces+i, nsFlag(name)); err != nil {
+			return 0, fmt.Errorf("enter %s namespace: %w", name, err)
 		}
 	}
 	// A container's processes share its session keyring, not the shim's.
@@ -156,7 +169,7 @@ func start(req *Request, out *json.Encoder) (int, error) {
 		return 0, err
 	}
 	if err := dropBounding(p.Capabilities); err != nil {
-		return 0, err
+		return 0, refusedError{err}
 	}
 	env := withHome(p.Env, int(p.User.UID), req.DefaultHome)
 	if err := setUser(p); err != nil {
@@ -180,12 +193,28 @@ func start(req *Request, out *json.Encoder) (int, error) {
 	if err != nil {
 		return 0, finalError{err}
 	}
-	pid, err := syscall.ForkExec(path, p.Args, &syscall.ProcAttr{Env: env, Files: []uintptr{0, 1, 2}})
+	forked.Lock()
+	defer forked.Unlock()
+	pidfd := -1
+	pid, err := syscall.ForkExec(path, p.Args, &syscall.ProcAttr{Env: env, Files: []uintptr{0, 1, 2}, Sys: &syscall.SysProcAttr{PidFD: &pidfd}})
 	if err != nil {
 		return 0, finalError{fmt.Errorf("exec %q: %w", p.Args[0], err)}
 	}
+	forked.pidfd = pidfd
 	return pid, nil
 }
+
+// forked is the process's pidfd (taken by the fork itself), once forked.
+var forked = struct {
+	sync.Mutex
+	pidfd int
+}{pidfd: -1}
+
+// refusedError is a check that failed: the container is not as it was
+// created, and the runtime's exec must not be tried instead either.
+type refusedError struct{ error }
+
+func (e refusedError) Unwrap() error { return e.error }
 
 // finalError is a failure of the command itself (missing, not
 // executable): the runtime's exec would fail the same way.
@@ -263,7 +292,9 @@ func setUser(p *specs.Process) error {
 }
 
 // withHome adds HOME from the container's /etc/passwd when env has none,
-// as runtimes do (def when the user has no entry).
+// as runtimes do (def when the user has no entry). The file is the
+// container's: it is read only if it is a regular file (a FIFO would
+// block, a device would be read by root) and only so far.
 func withHome(env []string, uid int, def string) []string {
 	for _, e := range env {
 		if strings.HasPrefix(e, "HOME=") {
@@ -271,9 +302,9 @@ func withHome(env []string, uid int, def string) []string {
 		}
 	}
 	home := def
-	if f, err := os.Open("/etc/passwd"); err == nil {
+	if f, err := openRegular("/etc/passwd"); err == nil {
 		defer f.Close()
-		sc := bufio.NewScanner(f)
+		sc := bufio.NewScanner(io.LimitReader(f, maxPasswd))
 		for sc.Scan() {
 			fields := strings.Split(sc.Text(), ":")
 			if len(fields) >= 6 && fields[2] == strconv.Itoa(uid) {
@@ -288,6 +319,24 @@ func withHome(env []string, uid int, def string) []string {
 		return env
 	}
 	return append(env[:len(env):len(env)], "HOME="+home)
+}
+
+// maxPasswd bounds what is read of a container's /etc/passwd.
+const maxPasswd = 4 << 20
+
+// openRegular opens path for reading without blocking, and only if it is
+// a regular file.
+func openRegular(path string) (*os.File, error) {
+	fd, err := unix.Open(path, unix.O_RDONLY|unix.O_NONBLOCK|unix.O_CLOEXEC|unix.O_NOCTTY, 0)
+	if err != nil {
+		return nil, err
+	}
+	f := os.NewFile(uintptr(fd), path)
+	if fi, err := f.Stat(); err != nil || !fi.Mode().IsRegular() {
+		f.Close()
+		return nil, fmt.Errorf("%s is not a regular file", path)
+	}
+	return f, nil
 }
 
 // lookPath finds file as the runtime's exec does: through PATH in the

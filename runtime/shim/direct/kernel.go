@@ -4,8 +4,10 @@ import (
 	"bufio"
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -26,7 +28,9 @@ const ptraceSeccompGetFilter = 0x420c
 // oldest of its filters (a program may add its own later; those are not
 // the container's). pid is stopped for the moment it takes. Call it on a
 // locked OS thread: a tracee answers only the thread that attached.
-func ReadFilter(pid int) ([]byte, error) {
+// alive is called once pid is attached and stopped: the filter is read
+// only from the process that was meant (not from one reusing its pid).
+func ReadFilter(pid int, alive func() error) ([]byte, error) {
 	if err := unix.PtraceSeize(pid); err != nil {
 		return nil, fmt.Errorf("read the container's seccomp filter: attach: %w", err)
 	}
@@ -39,6 +43,9 @@ func ReadFilter(pid int) ([]byte, error) {
 		return nil, err
 	}
 	defer unix.PtraceDetach(pid)
+	if err := alive(); err != nil {
+		return nil, err
+	}
 	var prog []byte
 	for i := 0; ; i++ {
 		n, _, e := unix.Syscall6(unix.SYS_PTRACE, ptraceSeccompGetFilter, uintptr(pid), uintptr(i), 0, 0, 0)
@@ -135,28 +142,31 @@ func sameProcess(pid int, start uint64) error {
 	return nil
 }
 
-// joinCgroups moves this process into every cgroup pid is in.
-func joinCgroups(pid int) error {
+// joinCgroups moves this process into every cgroup pid is in, then checks
+// that it is in exactly those: a hierarchy it could not match would leave
+// the process outside the container's limits (fail closed). alive says
+// pid was not reaped since its cgroup file was read.
+func joinCgroups(pid int, alive func() error) error {
 	mounts, err := cgroupMounts()
 	if err != nil {
 		return err
 	}
-	f, err := os.Open(fmt.Sprintf("/proc/%d/cgroup", pid))
+	want, err := os.ReadFile(fmt.Sprintf("/proc/%d/cgroup", pid))
 	if err != nil {
 		return fmt.Errorf("container cgroups: %w", err)
 	}
-	defer f.Close()
+	if err := alive(); err != nil {
+		return err
+	}
 	self := []byte(strconv.Itoa(os.Getpid()))
-	sc := bufio.NewScanner(f)
-	for sc.Scan() {
-		parts := strings.SplitN(sc.Text(), ":", 3)
+	for _, line := range strings.Split(strings.TrimSpace(string(want)), "\n") {
+		parts := strings.SplitN(line, ":", 3)
 		if len(parts) != 3 {
 			continue
 		}
-		key := parts[1] // controllers, "name=x", or "" for the unified hierarchy
-		m, ok := mounts[key]
+		m, ok := mounts[hierarchyKey(strings.Split(parts[1], ","))]
 		if !ok {
-			continue // a hierarchy not mounted here
+			continue // compared below: a hierarchy not mounted here fails
 		}
 		rel, err := filepath.Rel(m.root, parts[2])
 		if err != nil || strings.HasPrefix(rel, "..") {
@@ -167,21 +177,43 @@ func joinCgroups(pid int) error {
 			return fmt.Errorf("join cgroup %s: %w", procs, err)
 		}
 	}
-	return sc.Err()
+	got, err := os.ReadFile("/proc/self/cgroup")
+	if err != nil {
+		return err
+	}
+	if string(got) != string(want) {
+		return fmt.Errorf("%w: in %q, the container's init in %q", ErrCgroupMismatch, got, want)
+	}
+	return nil
 }
+
+// ErrCgroupMismatch: the helper could not enter every cgroup of the
+// container; nothing is started outside its limits.
+var ErrCgroupMismatch = errors.New("could not join every cgroup of the container")
 
 type cgroupMount struct{ point, root string }
 
-// cgroupMounts maps each hierarchy (as /proc/<pid>/cgroup names it) to
-// where it is mounted.
+// cgroupMounts maps each hierarchy, keyed as hierarchyKey keys the
+// controller field of /proc/<pid>/cgroup, to where it is mounted. A v1
+// hierarchy is known by the real controllers (/proc/cgroups) and name=
+// among its mount options, whatever other options it has (favordynmods,
+// nsdelegate, ...).
 func cgroupMounts() (map[string]cgroupMount, error) {
+	ctrls, err := controllers()
+	if err != nil {
+		return nil, err
+	}
 	f, err := os.Open("/proc/self/mountinfo")
 	if err != nil {
 		return nil, err
 	}
 	defer f.Close()
+	return parseCgroupMounts(f, ctrls)
+}
+
+func parseCgroupMounts(mountinfo io.Reader, ctrls map[string]bool) (map[string]cgroupMount, error) {
 	out := map[string]cgroupMount{}
-	sc := bufio.NewScanner(f)
+	sc := bufio.NewScanner(mountinfo)
 	for sc.Scan() {
 		pre, post, ok := strings.Cut(sc.Text(), " - ")
 		if !ok {
@@ -192,26 +224,51 @@ func cgroupMounts() (map[string]cgroupMount, error) {
 			continue
 		}
 		m := cgroupMount{point: fields[4], root: fields[3]}
+		var key string
 		switch after[0] {
 		case "cgroup2":
-			if _, seen := out[""]; !seen {
-				out[""] = m
-			}
+			key = ""
 		case "cgroup":
-			var ctrls []string
+			var names []string
 			for _, o := range strings.Split(after[2], ",") {
-				if o == "rw" || o == "ro" || strings.HasPrefix(o, "release_agent") || o == "clone_children" || o == "noprefix" || o == "xattr" || o == "cpuset_v2_mode" {
-					continue
+				if ctrls[o] || strings.HasPrefix(o, "name=") {
+					names = append(names, o)
 				}
-				ctrls = append(ctrls, o)
 			}
-			key := strings.Join(ctrls, ",")
-			if _, seen := out[key]; !seen {
-				out[key] = m
+			if len(names) == 0 {
+				continue
 			}
+			key = hierarchyKey(names)
+		default:
+			continue
+		}
+		if _, seen := out[key]; !seen {
+			out[key] = m
 		}
 	}
 	return out, sc.Err()
+}
+
+// hierarchyKey is the order-independent key of a hierarchy's controllers.
+func hierarchyKey(names []string) string {
+	names = slices.Clone(names)
+	slices.Sort(names)
+	return strings.Join(names, ",")
+}
+
+// controllers are the cgroup controllers this kernel has.
+func controllers() (map[string]bool, error) {
+	data, err := os.ReadFile("/proc/cgroups")
+	if err != nil {
+		return nil, err
+	}
+	out := map[string]bool{}
+	for _, line := range strings.Split(string(data), "\n") {
+		if f := strings.Fields(line); len(f) > 0 && !strings.HasPrefix(f[0], "#") {
+			out[f[0]] = true
+		}
+	}
+	return out, nil
 }
 
 // checkCaps rejects capability names Linux does not have.
@@ -230,25 +287,43 @@ func checkCaps(c *specs.LinuxCapabilities) error {
 	return nil
 }
 
+// maxCap is past every capability number a kernel may have (the
+// bounding set is 64 bits wide).
+const maxCap = 63
+
 // dropBounding drops from the thread's bounding set what c's lacks (nil:
-// everything). It needs CAP_SETPCAP: before the user changes.
+// everything), and checks that it is gone. It needs CAP_SETPCAP: before
+// the user changes. Every number up to maxCap is tried rather than the
+// kernel's cap_last_cap: that file would be read in the container's view,
+// which the container controls; EINVAL is a number this kernel lacks.
 func dropBounding(c *specs.LinuxCapabilities) error {
 	if c == nil {
 		c = &specs.LinuxCapabilities{}
 	}
 	bounding, _ := caps.Mask(c.Bounding)
-	last := len(caps.All) - 1
-	if data, err := os.ReadFile("/proc/sys/kernel/cap_last_cap"); err == nil {
-		if n, err := strconv.Atoi(strings.TrimSpace(string(data))); err == nil {
-			last = n
-		}
-	}
-	for i := 0; i <= last; i++ {
+	for i := 0; i <= maxCap; i++ {
 		if bounding&(1<<uint(i)) != 0 {
 			continue
 		}
 		if err := unix.Prctl(unix.PR_CAPBSET_DROP, uintptr(i), 0, 0, 0); err != nil && !errors.Is(err, unix.EINVAL) {
 			return fmt.Errorf("drop capability %d from the bounding set: %w", i, err)
+		}
+	}
+	return checkBounding(bounding)
+}
+
+// checkBounding fails unless the thread's bounding set is within allowed.
+func checkBounding(allowed uint64) error {
+	for i := 0; i <= maxCap; i++ {
+		in, err := unix.PrctlRetInt(unix.PR_CAPBSET_READ, uintptr(i), 0, 0, 0)
+		if errors.Is(err, unix.EINVAL) {
+			continue
+		}
+		if err != nil {
+			return fmt.Errorf("read capability %d of the bounding set: %w", i, err)
+		}
+		if in == 1 && allowed&(1<<uint(i)) == 0 {
+			return fmt.Errorf("capability %d is still in the bounding set", i)
 		}
 	}
 	return nil

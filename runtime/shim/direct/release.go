@@ -41,7 +41,7 @@ func Release(ctx context.Context, stateDir string, pid int, start uint64) error 
 	}
 	// Read and write, so the open never blocks and a read before init has
 	// opened its end waits instead of seeing end-of-file (fifo(7)).
-	fd, err := unix.Open(path, unix.O_RDWR|unix.O_NONBLOCK|unix.O_CLOEXEC, 0)
+	fd, err := unix.Open(path, unix.O_RDWR|unix.O_NONBLOCK|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0)
 	if err != nil {
 		return fmt.Errorf("%w: %w", ErrNoFifo, err)
 	}

@@ -88,7 +88,10 @@ type Started struct {
 // Wait blocks until the command exits.
 func (s *Started) Wait() Exit {
 	e := <-s.exit
-	// Frees the process handle (a pidfd) that exec.Cmd.Wait would have.
+	// The reaper reaped it: Cmd.Wait only finds it gone (through its
+	// pidfd, never another process), but frees what Start set up, the
+	// goroutine a CommandContext keeps until Wait included.
+	_ = s.cmd.Wait()
 	_ = s.cmd.Process.Release()
 	return e
 }

@@ -54,13 +54,16 @@ func (s *Service) directPlan(c *container) *direct.Plan {
 }
 
 // startDirect starts process (OCI JSON) in c without the runtime.
-// errUseRuntime means nothing ran and the runtime's exec is to be used.
-func (s *Service) startDirect(c *container, process []byte, stdio execStdio) (*execProc, error) {
+// errUseRuntime means the process cannot be started directly, nothing
+// ran, and the runtime's exec is to be used.
+// ctx covers the helper until the process started (and is the caller's
+// to watch after).
+func (s *Service) startDirect(ctx context.Context, c *container, process []byte, stdio execStdio) (*execProc, error) {
 	if err := c.requireRunning(); err != nil {
 		return nil, err
 	}
 	plan := s.directPlan(c)
-	if plan.Unsupported != "" || stdio.console != nil {
+	if plan.Unsupported != "" || stdio.console != nil || c.init == nil {
 		return nil, errUseRuntime
 	}
 	var proc specs.Process
@@ -70,15 +73,26 @@ func (s *Service) startDirect(c *container, process []byte, stdio execStdio) (*e
 	if why := direct.ProcessUnsupported(&proc); why != "" {
 		return nil, errUseRuntime
 	}
+	// The helper joins the namespaces pinned at create, whatever the init
+	// did since; an init that left them is refused all the same, as the
+	// runtime's exec is.
+	if err := c.verifyInit(); err != nil {
+		return nil, err
+	}
 	c.mu.Lock()
-	req := &direct.Request{ContainerID: c.id, InitPid: c.pid, InitStart: c.direct.initStart, Namespaces: plan.Namespaces, Process: &proc,
+	req := &direct.Request{ContainerID: c.id, InitPid: c.pid, Namespaces: plan.Namespaces, Process: &proc,
 		Seccomp: plan.Seccomp, SeccompFlags: plan.SeccompFlags, Filter: c.direct.filter}
 	if s.opts.Runtime.Kind() == "runc" {
 		req.DefaultHome = "/" // crun leaves HOME unset
 	}
 	c.mu.Unlock()
-	cmd, err := direct.Command("/proc/self/exe", req)
+	// The shim runs from a sealed copy of its binary (see shim.Spawn):
+	// the helper, visible to the container once it joined it, is too.
+	cmd, err := direct.Command("/proc/self/exe", req, c.init)
 	if err != nil {
+		if errors.Is(err, direct.ErrNamespacesChanged) {
+			return nil, errExecRefused(err)
+		}
 		return nil, err
 	}
 	setStdio(cmd.Cmd, stdio.in, stdio.out, stdio.err)
@@ -90,32 +104,49 @@ func (s *Service) startDirect(c *container, process []byte, stdio execStdio) (*e
 		s.opts.Log.Warn("direct exec helper did not start; using the runtime", "id", c.id, "err", err)
 		return nil, errUseRuntime
 	}
+	p := &execProc{s: s, c: c, proc: cmd.Process, direct: true, exitc: make(chan int, 1), exited: make(chan struct{})}
 	finish := func() {
 		helper.Wait()
 		cmd.Close()
 	}
+	if !c.track(p) {
+		finish()
+		return nil, c.requireRunning()
+	}
+	// Until the process started, the deadline ends the helper.
+	stop := context.AfterFunc(ctx, p.kill)
+	fail := func(err error) (*execProc, error) {
+		stop()
+		finish()
+		p.untrack()
+		if ctx.Err() != nil {
+			return nil, ctx.Err()
+		}
+		return nil, err
+	}
+	// Once the helper ran, a failure is the exec's: the container may
+	// have caused it (its memory limit killed the helper, it traces its
+	// init) to push the exec to the runtime's, which joins whatever
+	// namespaces the init is in by then.
 	for {
 		r, err := cmd.Next()
 		switch {
 		case err != nil:
-			// Gone before it started anything.
-			finish()
-			s.opts.Log.Warn("direct exec helper failed; using the runtime", "id", c.id, "err", err)
-			return nil, errUseRuntime
+			return fail(status.Errorf(codes.Unknown, "direct exec: %v", err))
 		case len(r.Filter) > 0:
 			c.mu.Lock()
 			c.direct.filter = r.Filter
 			c.mu.Unlock()
+		case r.Error != "" && r.Refused:
+			return fail(errExecRefused(errors.New(r.Error)))
 		case r.Error != "" && r.Final:
-			finish()
-			return nil, status.Error(codes.Unknown, r.Error)
+			return fail(status.Error(codes.Unknown, r.Error))
 		case r.Error != "":
-			finish()
-			s.opts.Log.Warn("direct exec failed before the process started; using the runtime", "id", c.id, "err", r.Error)
-			return nil, errUseRuntime
+			return fail(status.Errorf(codes.Unknown, "direct exec: %s", r.Error))
 		case r.Pid > 0:
+			stop()
 			s.opts.Log.Debug("process started directly", "id", c.id, "pid", r.Pid, "after", time.Since(begun))
-			p := &execProc{s: s, id: c.id, pid: r.Pid, exitc: make(chan int, 1), exited: make(chan struct{})}
+			p.pid = r.Pid
 			go func() {
 				code := 255 // the helper died: the exit is unknown
 				if r, err := cmd.Next(); err == nil && r.Exit != nil {
@@ -123,6 +154,7 @@ func (s *Service) startDirect(c *container, process []byte, stdio execStdio) (*e
 				}
 				finish()
 				p.code = code
+				p.untrack()
 				close(p.exited)
 			}()
 			return p, nil

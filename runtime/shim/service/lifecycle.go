@@ -225,9 +225,21 @@ func (s *Service) create(c *container, req *shimv1.CreateRequest) (_ *shimv1.Con
 		}(streams[i].name, streams[i].typ, r)
 	}
 
+	var init *direct.Init
+	if !s.donatesAtStart() {
+		// Before any of the container's code ran: what is pinned now is
+		// what the runtime made.
+		if init, err = direct.PinInit(pid); err != nil {
+			s.forceDelete(req.Id)
+			return nil, fmt.Errorf("pin the container's init: %w", err)
+		}
+	}
 	c.mu.Lock()
 	c.pid = pid
-	c.direct.initStart, _ = direct.StartTime(pid)
+	c.init = init
+	if init != nil {
+		c.direct.initStart = init.Start
+	}
 	c.status = shimv1.Status_STATUS_CREATED
 	c.createdAt = time.Now()
 	c.mu.Unlock()
@@ -407,6 +419,10 @@ func (s *Service) Delete(_ context.Context, req *shimv1.DeleteRequest) (*shimv1.
 	}
 	if c.stdin != nil {
 		c.stdin.Close()
+	}
+	c.killExecs()
+	if c.init != nil {
+		c.init.Close()
 	}
 	s.mu.Lock()
 	delete(s.containers, req.Id)

@@ -28,6 +28,7 @@ import (
 	shimv1 "github.com/berthrt/berth/proto/berth/shim/v1"
 	"github.com/berthrt/berth/runtime/oci"
 	"github.com/berthrt/berth/runtime/shim/crilog"
+	"github.com/berthrt/berth/runtime/shim/direct"
 	"github.com/berthrt/berth/runtime/shim/reaper"
 )
 
@@ -107,6 +108,13 @@ type container struct {
 	childIO []*os.File
 	// direct is what direct execs reuse (guarded by mu).
 	direct directState
+	// init pins the container's init at create (nil for gVisor, whose
+	// pid is the sandbox's): signals go through its pidfd, and every exec
+	// checks that the init is still in the namespaces it was created in.
+	init *direct.Init
+	// execs are the exec'd processes (and direct exec helpers) running
+	// in the container, ended when it stops or goes (guarded by mu).
+	execs map[*execProc]struct{}
 }
 
 // frameMsg is output on its way to an attached client.
@@ -269,7 +277,12 @@ func (s *Service) containerExited(c *container, e reaper.Exit) {
 	c.exitCode = int32(e.Status)
 	c.finishedAt = e.At
 	c.oom = oom
+	if c.init != nil {
+		// They would keep the container's mounts alive.
+		c.init.ReleaseNamespaces()
+	}
 	c.mu.Unlock()
+	c.killExecs()
 	close(c.exited)
 	st := c.state()
 	if err := writeExit(s.exitFile(c.id), st); err != nil {
@@ -390,16 +403,16 @@ func (s *Service) Kill(ctx context.Context, req *shimv1.KillRequest) (*shimv1.Em
 		return nil, err
 	}
 	c.mu.Lock()
-	st, pid := c.status, c.pid
+	st, init := c.status, c.init
 	c.mu.Unlock()
 	if st == shimv1.Status_STATUS_STOPPED {
 		return &shimv1.Empty{}, nil
 	}
-	// runc and crun containers' init is our child: until we reap it its
-	// pid cannot be reused, so signalling it directly is safe and saves a
-	// runtime process. gVisor's pid is the sandbox, not the app.
-	if !req.All && s.opts.Runtime.Kind() != "runsc" && pid > 0 {
-		if err := unix.Kill(pid, unix.Signal(req.Signal)); err != nil && !errors.Is(err, unix.ESRCH) {
+	// runc and crun containers' init is pinned by a pidfd: signalling it
+	// directly never reaches a reused pid, and saves a runtime process.
+	// gVisor's pid is the sandbox, not the app.
+	if !req.All && init != nil {
+		if err := init.Signal(unix.Signal(req.Signal)); err != nil && !errors.Is(err, unix.ESRCH) {
 			return nil, fmt.Errorf("signal %d to %s: %w", req.Signal, req.Id, err)
 		}
 		return &shimv1.Empty{}, nil

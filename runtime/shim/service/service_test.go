@@ -228,8 +228,10 @@ func TestExecSync(t *testing.T) {
 		t.Errorf("capped output: %d bytes, %v", len(resp.Stdout), err)
 	}
 	start := time.Now()
-	resp, err = s.ExecSync(ctx, &shimv1.ExecSyncRequest{Id: "ex", Process: proc("sleep 30"), TimeoutNs: int64(300 * time.Millisecond)})
-	if err != nil || !resp.TimedOut || resp.ExitCode != 137 || time.Since(start) > 5*time.Second {
+	// The timeout covers starting the process too (a race-built fake
+	// runtime takes a while): long enough for it to start and be killed.
+	resp, err = s.ExecSync(ctx, &shimv1.ExecSyncRequest{Id: "ex", Process: proc("sleep 30"), TimeoutNs: int64(3 * time.Second)})
+	if err != nil || !resp.TimedOut || resp.ExitCode != 137 || time.Since(start) > 8*time.Second {
 		t.Errorf("timeout: %+v %v after %v", resp, err, time.Since(start))
 	}
 	// Many at once.

@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"context"
 	"encoding/json"
+	"errors"
 	"io"
 	"net"
 	"os"
@@ -52,6 +53,9 @@ func acceptOne(l *net.UnixListener, path string) (*net.UnixConn, error) {
 func (s *Service) Exec(ctx context.Context, req *shimv1.ExecRequest) (*shimv1.SessionResponse, error) {
 	c, err := s.running(req.Id)
 	if err != nil {
+		return nil, err
+	}
+	if err := c.verifyInit(); err != nil {
 		return nil, err
 	}
 	var proc specs.Process
@@ -120,7 +124,12 @@ func (s *Service) execSession(c *container, conn *net.UnixConn, req *shimv1.Exec
 			readers = append(readers, r)
 		}
 	}
-	p, err := s.startExec(c, req.Process, stdio)
+	// Directly where it can (no terminal): the helper joins the
+	// namespaces pinned at create; the runtime joins the init's current.
+	p, err := s.startDirect(context.Background(), c, req.Process, stdio)
+	if errors.Is(err, errUseRuntime) {
+		p, err = s.startExec(context.Background(), c, req.Process, stdio)
+	}
 	for _, f := range childEnds {
 		f.Close()
 	}
