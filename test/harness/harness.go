@@ -113,6 +113,9 @@ type Options struct {
 	// RootSize, when set, puts the root directory on a tmpfs of this size
 	// (e.g. "16m"), to run out of disk on purpose.
 	RootSize string
+	// Bin, when set, is the directory of the berthd and berth-shim to run
+	// (another build, to compare).
+	Bin string
 }
 
 // Berthd is a running berthd.
@@ -132,7 +135,10 @@ type Berthd struct {
 func Start(t testing.TB, opts Options) *Berthd {
 	t.Helper()
 	RequireRoot(t)
-	bin := binaries(t, opts.Race)
+	bin := opts.Bin
+	if bin == "" {
+		bin = binaries(t, opts.Race)
+	}
 	// Short paths: unix socket paths are limited to 108 bytes.
 	base, err := os.MkdirTemp("", "berth-e2e-")
 	if err != nil {

@@ -154,7 +154,7 @@ func TestAttackCgroupMountOptions(t *testing.T) {
 		"memory": "/sys/fs/cgroup/memory", "cpu,cpuacct": "/sys/fs/cgroup/cpu,cpuacct",
 		"name=systemd": "/sys/fs/cgroup/systemd", "": "/sys/fs/cgroup/unified",
 	} {
-		if m, ok := got[hierarchyKey(strings.Split(field, ","))]; !ok || m.point != point {
+		if m, ok := got[hierarchyKey(strings.Split(field, ","))]; !ok || m.Point != point {
 			t.Errorf("hierarchy %q: %+v, %v (all: %v)", field, m, ok, got)
 		}
 	}
@@ -165,14 +165,18 @@ func TestAttackCgroupMountOptions(t *testing.T) {
 // the init fails.
 func TestJoinCgroupsChecks(t *testing.T) {
 	gone := errors.New("gone")
-	if err := joinCgroups(os.Getpid(), func() error { return gone }); !errors.Is(err, gone) {
+	mounts, err := HostCgroupMounts()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := joinCgroups(os.Getpid(), mounts, func() error { return gone }); !errors.Is(err, gone) {
 		t.Errorf("join with a dead init: %v", err)
 	}
 	if os.Geteuid() != 0 {
 		return
 	}
 	// Joining one's own cgroups changes nothing, and must match.
-	if err := joinCgroups(os.Getpid(), func() error { return nil }); err != nil {
+	if err := joinCgroups(os.Getpid(), mounts, func() error { return nil }); err != nil {
 		t.Errorf("join own cgroups: %v", err)
 	}
 }

@@ -117,7 +117,14 @@ func start(req *Request, out *json.Encoder) (int, error) {
 			return 0, err
 		}
 	}
-	if err := joinCgroups(req.InitPid, alive); err != nil {
+	mounts := req.CgroupMounts
+	if mounts == nil {
+		var err error
+		if mounts, err = HostCgroupMounts(); err != nil {
+			return 0, err
+		}
+	}
+	if err := joinCgroups(req.InitPid, mounts, alive); err != nil {
 		return 0, refusedError{err}
 	}
 	for _, rl := range p.Rlimits {

@@ -146,11 +146,7 @@ func sameProcess(pid int, start uint64) error {
 // that it is in exactly those: a hierarchy it could not match would leave
 // the process outside the container's limits (fail closed). alive says
 // pid was not reaped since its cgroup file was read.
-func joinCgroups(pid int, alive func() error) error {
-	mounts, err := cgroupMounts()
-	if err != nil {
-		return err
-	}
+func joinCgroups(pid int, mounts CgroupMounts, alive func() error) error {
 	want, err := os.ReadFile(fmt.Sprintf("/proc/%d/cgroup", pid))
 	if err != nil {
 		return fmt.Errorf("container cgroups: %w", err)
@@ -168,11 +164,11 @@ func joinCgroups(pid int, alive func() error) error {
 		if !ok {
 			continue // compared below: a hierarchy not mounted here fails
 		}
-		rel, err := filepath.Rel(m.root, parts[2])
+		rel, err := filepath.Rel(m.Root, parts[2])
 		if err != nil || strings.HasPrefix(rel, "..") {
 			continue
 		}
-		procs := filepath.Join(m.point, rel, "cgroup.procs")
+		procs := filepath.Join(m.Point, rel, "cgroup.procs")
 		if err := os.WriteFile(procs, self, 0); err != nil {
 			return fmt.Errorf("join cgroup %s: %w", procs, err)
 		}
@@ -191,14 +187,22 @@ func joinCgroups(pid int, alive func() error) error {
 // container; nothing is started outside its limits.
 var ErrCgroupMismatch = errors.New("could not join every cgroup of the container")
 
-type cgroupMount struct{ point, root string }
+// CgroupMounts map each hierarchy, keyed as hierarchyKey keys the
+// controller field of /proc/<pid>/cgroup, to where it is mounted.
+type CgroupMounts map[string]CgroupMount
 
-// cgroupMounts maps each hierarchy, keyed as hierarchyKey keys the
-// controller field of /proc/<pid>/cgroup, to where it is mounted. A v1
+// CgroupMount is where a hierarchy is mounted (Point), and which of its
+// cgroups is the mount's root (Root).
+type CgroupMount struct {
+	Point string `json:"point"`
+	Root  string `json:"root"`
+}
+
+// HostCgroupMounts reads the host's cgroup mounts (the shim's view). A v1
 // hierarchy is known by the real controllers (/proc/cgroups) and name=
 // among its mount options, whatever other options it has (favordynmods,
 // nsdelegate, ...).
-func cgroupMounts() (map[string]cgroupMount, error) {
+func HostCgroupMounts() (CgroupMounts, error) {
 	ctrls, err := controllers()
 	if err != nil {
 		return nil, err
@@ -211,8 +215,8 @@ func cgroupMounts() (map[string]cgroupMount, error) {
 	return parseCgroupMounts(f, ctrls)
 }
 
-func parseCgroupMounts(mountinfo io.Reader, ctrls map[string]bool) (map[string]cgroupMount, error) {
-	out := map[string]cgroupMount{}
+func parseCgroupMounts(mountinfo io.Reader, ctrls map[string]bool) (CgroupMounts, error) {
+	out := CgroupMounts{}
 	sc := bufio.NewScanner(mountinfo)
 	for sc.Scan() {
 		pre, post, ok := strings.Cut(sc.Text(), " - ")
@@ -223,7 +227,7 @@ func parseCgroupMounts(mountinfo io.Reader, ctrls map[string]bool) (map[string]c
 		if len(fields) < 5 || len(after) < 3 {
 			continue
 		}
-		m := cgroupMount{point: fields[4], root: fields[3]}
+		m := CgroupMount{Point: fields[4], Root: fields[3]}
 		var key string
 		switch after[0] {
 		case "cgroup2":

@@ -22,8 +22,9 @@ var errUseRuntime = errors.New("use the runtime's exec")
 // directState is what a container's direct execs reuse.
 type directState struct {
 	plan      *direct.Plan
-	filter    []byte // the container's seccomp program, once read
-	initStart uint64 // the init's start time, read at create
+	mounts    direct.CgroupMounts // the host's cgroup hierarchies, once read
+	filter    []byte              // the container's seccomp program, once read
+	initStart uint64              // the init's start time, read at create
 }
 
 // directPlan reads (once) how c's processes can be entered directly.
@@ -80,8 +81,13 @@ func (s *Service) startDirect(ctx context.Context, c *container, process []byte,
 		return nil, err
 	}
 	c.mu.Lock()
+	if c.direct.mounts == nil {
+		// Once per container: parsing mountinfo costs more the more pods
+		// a node runs.
+		c.direct.mounts, _ = direct.HostCgroupMounts()
+	}
 	req := &direct.Request{ContainerID: c.id, InitPid: c.pid, Namespaces: plan.Namespaces, Process: &proc,
-		Seccomp: plan.Seccomp, SeccompFlags: plan.SeccompFlags, Filter: c.direct.filter}
+		Seccomp: plan.Seccomp, SeccompFlags: plan.SeccompFlags, Filter: c.direct.filter, CgroupMounts: c.direct.mounts}
 	if s.opts.Runtime.Kind() == "runc" {
 		req.DefaultHome = "/" // crun leaves HOME unset
 	}
