@@ -4,59 +4,21 @@ import (
 	"context"
 	"encoding/json"
 	"log/slog"
-	"time"
 
 	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
 
-	"github.com/berthrt/berth/runtime/errdefs"
-	"github.com/berthrt/berth/runtime/spec"
+	"github.com/berthrt/berth/runtime/pod"
 )
 
 // Version is berth's version, set at build time.
 var Version = "0.1.0-dev"
 
-// Health reports the runtime's readiness for Status.
-type Health interface {
-	// RuntimeReady is nil when containers can run.
-	RuntimeReady(ctx context.Context) error
-	// NetworkReady is nil when pod networking works.
-	NetworkReady(ctx context.Context) error
-	// Handlers lists every configured handler with its features.
-	Handlers(ctx context.Context) []*runtimeapi.RuntimeHandler
-	// Info is extra detail for verbose Status.
-	Info(ctx context.Context) map[string]any
-}
-
-// Pods is what the RuntimeService needs of the pod manager.
-type Pods interface {
-	Health
-	RunPodSandbox(ctx context.Context, cfg *runtimeapi.PodSandboxConfig, handler string) (string, error)
-	StopPodSandbox(ctx context.Context, id string) error
-	RemovePodSandbox(ctx context.Context, id string) error
-	PodSandboxStatus(ctx context.Context, id string, verbose bool) (*runtimeapi.PodSandboxStatus, map[string]string, error)
-	ListPodSandbox(ctx context.Context, f *runtimeapi.PodSandboxFilter) []*runtimeapi.PodSandbox
-	CreateContainer(ctx context.Context, podID string, cfg *runtimeapi.ContainerConfig) (string, error)
-	StartContainer(ctx context.Context, id string) error
-	StopContainer(ctx context.Context, id string, timeout int64) error
-	RemoveContainer(ctx context.Context, id string) error
-	ContainerStatus(ctx context.Context, id string, verbose bool) (*runtimeapi.ContainerStatus, map[string]string, error)
-	ListContainers(ctx context.Context, f *runtimeapi.ContainerFilter) []*runtimeapi.Container
-	ExecSync(ctx context.Context, id string, cmd []string, timeout time.Duration) ([]byte, []byte, int32, error)
-	ReopenContainerLog(ctx context.Context, id string) error
-	UpdateContainerResources(ctx context.Context, id string, r *runtimeapi.LinuxContainerResources) error
-	ContainerStats(ctx context.Context, id string) (*runtimeapi.ContainerStats, error)
-	ListContainerStats(ctx context.Context, f *runtimeapi.ContainerStatsFilter) []*runtimeapi.ContainerStats
-	PodSandboxStats(ctx context.Context, id string) (*runtimeapi.PodSandboxStats, error)
-	ListPodSandboxStats(ctx context.Context, f *runtimeapi.PodSandboxStatsFilter) []*runtimeapi.PodSandboxStats
-	Subscribe(ctx context.Context) <-chan *runtimeapi.ContainerEventResponse
-	ListMetricDescriptors(ctx context.Context) []*runtimeapi.MetricDescriptor
-	ListPodSandboxMetrics(ctx context.Context) []*runtimeapi.PodSandboxMetrics
-}
-
 // RuntimeService serves the CRI RuntimeService.
 type RuntimeService struct {
 	runtimeapi.UnimplementedRuntimeServiceServer
-	Pods         Pods
+	// Pods is the CRI service behind these handlers: it validates
+	// requests and does the work; the handlers only translate messages.
+	Pods         *pod.Manager
 	Streams      Streams
 	Streaming    *Streaming
 	CgroupDriver string // "cgroupfs" or "systemd"
@@ -117,15 +79,7 @@ func (s *RuntimeService) UpdateRuntimeConfig(ctx context.Context, req *runtimeap
 
 // RunPodSandbox starts a pod.
 func (s *RuntimeService) RunPodSandbox(ctx context.Context, req *runtimeapi.RunPodSandboxRequest) (*runtimeapi.RunPodSandboxResponse, error) {
-	if req.GetConfig() == nil {
-		return nil, errdefs.InvalidArgument("config is required")
-	}
-	// Refused before anything is made: a pod without a sandbox container
-	// has no spec of its own where the request would be seen.
-	if err := spec.CheckSandboxSecurity(req.Config); err != nil {
-		return nil, err
-	}
-	id, err := s.Pods.RunPodSandbox(ctx, req.Config, req.RuntimeHandler)
+	id, err := s.Pods.RunPodSandbox(ctx, req.GetConfig(), req.GetRuntimeHandler())
 	if err != nil {
 		return nil, err
 	}
@@ -139,10 +93,7 @@ func (s *RuntimeService) StopPodSandbox(ctx context.Context, req *runtimeapi.Sto
 
 // RemovePodSandbox removes a pod.
 func (s *RuntimeService) RemovePodSandbox(ctx context.Context, req *runtimeapi.RemovePodSandboxRequest) (*runtimeapi.RemovePodSandboxResponse, error) {
-	if req.GetPodSandboxId() == "" {
-		return nil, errdefs.InvalidArgument("pod sandbox ID is required")
-	}
-	return &runtimeapi.RemovePodSandboxResponse{}, s.Pods.RemovePodSandbox(ctx, req.PodSandboxId)
+	return &runtimeapi.RemovePodSandboxResponse{}, s.Pods.RemovePodSandbox(ctx, req.GetPodSandboxId())
 }
 
 // PodSandboxStatus reports a pod.
@@ -161,10 +112,7 @@ func (s *RuntimeService) ListPodSandbox(ctx context.Context, req *runtimeapi.Lis
 
 // CreateContainer creates a container in a pod.
 func (s *RuntimeService) CreateContainer(ctx context.Context, req *runtimeapi.CreateContainerRequest) (*runtimeapi.CreateContainerResponse, error) {
-	if req.GetConfig() == nil || req.GetPodSandboxId() == "" {
-		return nil, errdefs.InvalidArgument("pod sandbox ID and config are required")
-	}
-	id, err := s.Pods.CreateContainer(ctx, req.PodSandboxId, req.Config)
+	id, err := s.Pods.CreateContainer(ctx, req.GetPodSandboxId(), req.GetConfig())
 	if err != nil {
 		return nil, err
 	}
@@ -178,18 +126,12 @@ func (s *RuntimeService) StartContainer(ctx context.Context, req *runtimeapi.Sta
 
 // StopContainer stops a container.
 func (s *RuntimeService) StopContainer(ctx context.Context, req *runtimeapi.StopContainerRequest) (*runtimeapi.StopContainerResponse, error) {
-	if req.GetTimeout() < 0 {
-		return nil, errdefs.InvalidArgument("timeout must not be negative")
-	}
 	return &runtimeapi.StopContainerResponse{}, s.Pods.StopContainer(ctx, req.GetContainerId(), req.GetTimeout())
 }
 
 // RemoveContainer removes a container.
 func (s *RuntimeService) RemoveContainer(ctx context.Context, req *runtimeapi.RemoveContainerRequest) (*runtimeapi.RemoveContainerResponse, error) {
-	if req.GetContainerId() == "" {
-		return nil, errdefs.InvalidArgument("container ID is required")
-	}
-	return &runtimeapi.RemoveContainerResponse{}, s.Pods.RemoveContainer(ctx, req.ContainerId)
+	return &runtimeapi.RemoveContainerResponse{}, s.Pods.RemoveContainer(ctx, req.GetContainerId())
 }
 
 // ContainerStatus reports a container.
@@ -209,10 +151,7 @@ func (s *RuntimeService) ListContainers(ctx context.Context, req *runtimeapi.Lis
 // ExecSync runs a command in a container; a non-zero exit is a normal
 // response.
 func (s *RuntimeService) ExecSync(ctx context.Context, req *runtimeapi.ExecSyncRequest) (*runtimeapi.ExecSyncResponse, error) {
-	if req.GetTimeout() < 0 {
-		return nil, errdefs.InvalidArgument("timeout must not be negative")
-	}
-	stdout, stderr, code, err := s.Pods.ExecSync(ctx, req.GetContainerId(), req.GetCmd(), time.Duration(req.GetTimeout())*time.Second)
+	stdout, stderr, code, err := s.Pods.ExecSync(ctx, req.GetContainerId(), req.GetCmd(), req.GetTimeout())
 	if err != nil {
 		return nil, err
 	}

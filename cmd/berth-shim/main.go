@@ -49,7 +49,7 @@ func main() {
 
 func run() error {
 	var (
-		podID, stateDir, socket, level string
+		podID, stateDir, socket, level, kind string
 		rt                             oci.Runtime
 		rtArgs                         listFlag
 		readyFD                        int
@@ -59,6 +59,7 @@ func run() error {
 	flag.StringVar(&socket, "socket", "", "unix socket to serve the shim API on")
 	flag.StringVar(&rt.Handler, "handler", "", "runtime handler name")
 	flag.StringVar(&rt.Path, "runtime", "", "OCI runtime binary")
+	flag.StringVar(&kind, "kind", "", "the runtime's family (runc, crun, runsc, oci); empty guesses from its name")
 	flag.StringVar(&rt.Root, "runtime-root", "", "OCI runtime --root")
 	flag.Var(&rtArgs, "runtime-arg", "extra global runtime argument (repeatable)")
 	flag.BoolVar(&rt.DirectExec, "direct-exec", false, "start exec'd processes in runc and crun containers without the runtime")
@@ -70,6 +71,11 @@ func run() error {
 		return errors.New("--pod-id, --state-dir, --socket and --runtime are required")
 	}
 	rt.Args = rtArgs
+	k, err := oci.ParseKind(kind, rt.Path)
+	if err != nil {
+		return err
+	}
+	rt.Kind = k
 
 	// A shim is small and long-lived: one P (it waits far more than it
 	// computes, and every P has its own caches) and eager collection.
@@ -99,7 +105,8 @@ func run() error {
 	if err != nil {
 		return err
 	}
-	srv, err := ttrpc.NewServer()
+	// Errors leave as gRPC statuses of their errdefs class (errgrpc.ToGRPC).
+	srv, err := ttrpc.NewServer(ttrpc.WithUnaryServerInterceptor(service.UnaryServerInterceptor))
 	if err != nil {
 		return err
 	}

@@ -36,11 +36,11 @@ func check(cfg *config.Config, w io.Writer) int {
 	for _, h := range oci.NewHandlers(ctx, cfg).All() {
 		name := "runtime " + h.Handler
 		if h.ProbeErr != nil {
-			add(finding{name: name, detail: h.ProbeErr.Error(), fix: fmt.Sprintf("install %s (apt-get install %s) or fix [runtimes.%s] path", h.Kind(), h.Kind(), h.Handler)})
+			add(finding{name: name, detail: h.ProbeErr.Error(), fix: fmt.Sprintf("install %s (apt-get install %s) or fix [runtimes.%s] path", h.Kind, h.Kind, h.Handler)})
 			continue
 		}
 		detail := fmt.Sprintf("%s %s, OCI spec %s", h.Path, h.Info.Version, h.Info.SpecVersion)
-		if h.Kind() == "crun" && mode == host.CgroupHybrid && len(hybrid) > 0 {
+		if h.Traits().RefusesHybridCgroups && mode == host.CgroupHybrid && len(hybrid) > 0 {
 			add(finding{name: name, detail: detail + "; crun refuses hybrid cgroups while the cgroup2 tree holds " + fmt.Sprint(hybrid),
 				fix: "give each a v1 hierarchy, e.g. mkdir -p /sys/fs/cgroup/hugetlb && mount -t cgroup -o hugetlb cgroup /sys/fs/cgroup/hugetlb"})
 			continue

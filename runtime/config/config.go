@@ -12,6 +12,7 @@ import (
 	"os/exec"
 	"path"
 	"path/filepath"
+	"slices"
 	"sort"
 	"strings"
 	"time"
@@ -49,6 +50,10 @@ type Config struct {
 type Runtime struct {
 	// Path of the OCI runtime binary (runc, crun, runsc, ...).
 	Path string `toml:"path"`
+	// Kind is the runtime's family, which decides what berth relies on in
+	// it (runtime/oci's traits): one of RuntimeKinds; "" guesses from the
+	// binary's name.
+	Kind string `toml:"kind"`
 	// Root is passed as --root: where the runtime keeps its own state.
 	Root string `toml:"root"`
 	// Args are extra global arguments, e.g. runsc's --platform=systrap.
@@ -70,6 +75,10 @@ type Runtime struct {
 	// "runtime" (always the runtime's start).
 	Start string `toml:"start"`
 }
+
+// RuntimeKinds are the runtime families berth knows; "oci" assumes no
+// more than runc's command line.
+var RuntimeKinds = []string{"runc", "crun", "runsc", "oci"}
 
 // Modes of Exec and Start.
 const (
@@ -169,7 +178,7 @@ func Default() *Config {
 		if err != nil {
 			continue
 		}
-		rt := Runtime{Path: path, Root: filepath.Join(c.State, "runtime", name), Exec: ModeDirect, Start: ModeDirect}
+		rt := Runtime{Path: path, Kind: name, Root: filepath.Join(c.State, "runtime", name), Exec: ModeDirect, Start: ModeDirect}
 		if name == "runsc" {
 			// gVisor enforces a container's seccomp profile only when asked
 			// to (it filters system calls in its own kernel otherwise). Its
@@ -267,6 +276,9 @@ func (c *Config) Validate() error {
 		}
 		if rt.Root != "" && !filepath.IsAbs(rt.Root) {
 			bad(key+".root", "must be an absolute path, got %q", rt.Root)
+		}
+		if rt.Kind != "" && !slices.Contains(RuntimeKinds, rt.Kind) {
+			bad(key+".kind", "must be one of %s, got %q", strings.Join(RuntimeKinds, ", "), rt.Kind)
 		}
 		for k, v := range map[string]string{"exec": rt.Exec, "start": rt.Start} {
 			if v != "" && v != ModeDirect && v != ModeRuntime {

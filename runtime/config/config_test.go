@@ -126,12 +126,13 @@ default_runtime = "nope"
 "docker.io" = ["ftp://x"]
 [runtimes.runc]
 path = "/usr/bin/runc"
+kind = "kata"
 exec = "fast"
 start = "soon"
 [streaming]
 address = "nohostport"
 `)
-	for _, want := range []string{"runtimes.runc.exec: must be \"direct\" or \"runtime\", got \"fast\"", "runtimes.runc.start: must be", "cgroup_driver: must be", `default_runtime: "nope" is not a configured handler (have runc)`, `image.mirrors."docker.io"[0]`, "streaming.address"} {
+	for _, want := range []string{"runtimes.runc.exec: must be \"direct\" or \"runtime\", got \"fast\"", `runtimes.runc.kind: must be one of runc, crun, runsc, oci, got "kata"`, "runtimes.runc.start: must be", "cgroup_driver: must be", `default_runtime: "nope" is not a configured handler (have runc)`, `image.mirrors."docker.io"[0]`, "streaming.address"} {
 		if err == nil || !strings.Contains(err.Error(), want) {
 			t.Errorf("error lacks %q:\n%v", want, err)
 		}

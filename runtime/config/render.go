@@ -47,6 +47,9 @@ shim_path = {{q .ShimPath}}
 
 # One table per RuntimeClass handler: [runtimes.<handler>].
 #   path        OCI runtime binary (runc, crun, runsc or compatible)
+#   kind        its family, which says what berth may rely on: "runc",
+#               "crun", "runsc", or "oci" (runc's command line, nothing
+#               more); "" guesses from the binary's name
 #   root        its state directory (passed as --root)
 #   args        extra global arguments, e.g. ["--platform=systrap"] for runsc
 #   annotations added to every OCI spec run by this handler
@@ -64,6 +67,7 @@ shim_path = {{q .ShimPath}}
 {{- range $name, $rt := .Runtimes}}
 [runtimes.{{$name}}]
 path = {{q $rt.Path}}
+kind = {{q $rt.Kind}}
 root = {{q $rt.Root}}
 args = {{ql $rt.Args}}
 pod_annotations = {{ql $rt.PodAnnotations}}

@@ -5,9 +5,11 @@ package host
 import (
 	"bufio"
 	"os"
+	"slices"
 	"strconv"
 	"strings"
 
+	"github.com/moby/sys/mountinfo"
 	"golang.org/x/sys/unix"
 )
 
@@ -48,25 +50,14 @@ func HybridControllers() []string {
 
 // V1Mounted reports whether a cgroup v1 hierarchy for controller is mounted.
 func V1Mounted(controller string) bool {
-	f, err := os.Open("/proc/self/mountinfo")
+	// ... - cgroup cgroup rw,hugetlb
+	mounts, err := mountinfo.GetMounts(mountinfo.FSTypeFilter("cgroup"))
 	if err != nil {
 		return false
 	}
-	defer f.Close()
-	sc := bufio.NewScanner(f)
-	for sc.Scan() {
-		// ... - cgroup cgroup rw,hugetlb
-		_, post, ok := strings.Cut(sc.Text(), " - ")
-		if !ok {
-			continue
-		}
-		fields := strings.Fields(post)
-		if len(fields) >= 3 && fields[0] == "cgroup" {
-			for _, o := range strings.Split(fields[2], ",") {
-				if o == controller {
-					return true
-				}
-			}
+	for _, m := range mounts {
+		if slices.Contains(strings.Split(m.VFSOptions, ","), controller) {
+			return true
 		}
 	}
 	return false

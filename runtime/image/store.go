@@ -25,7 +25,6 @@ import (
 	"path/filepath"
 	"slices"
 	"sort"
-	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -286,38 +285,6 @@ func (s *Store) collect() error {
 		}
 	}
 	return nil
-}
-
-// removeLayerDir removes an unpacked layer. Layers may hold read-only
-// directories, which RemoveAll handles as root.
-func removeLayerDir(dir string) error { return os.RemoveAll(dir) }
-
-// newLayerDir claims a new layer directory name: the next number of the
-// database's sequence, short so that overlayfs mount options with many
-// lower directories stay within a page. The sequence is committed before
-// the directory exists, so a name is never handed out twice.
-func (s *Store) newLayerDir() (string, error) {
-	var seq uint64
-	err := s.db.Update(func(tx *store.Tx) error {
-		var err error
-		seq, err = tx.NextSequence(bucketLayers)
-		return err
-	})
-	if err != nil {
-		return "", fmt.Errorf("layer directory: %w", err)
-	}
-	dir := strconv.FormatUint(seq, 10)
-	s.mu.Lock()
-	s.claimed[dir] = true
-	s.mu.Unlock()
-	return dir, nil
-}
-
-// unclaim gives up a claimed directory that was never filled.
-func (s *Store) unclaim(dir string) {
-	s.mu.Lock()
-	delete(s.claimed, dir)
-	s.mu.Unlock()
 }
 
 // writeBlob stores data under its sha256 digest, atomically.

@@ -2,9 +2,8 @@ package network
 
 import (
 	"fmt"
-	"unsafe"
 
-	"golang.org/x/sys/unix"
+	"github.com/vishvananda/netlink"
 
 	"github.com/berthrt/berth/runtime/pinns"
 )
@@ -25,30 +24,15 @@ func NewNetNS(path string, sysctls map[string]string) error {
 // not an error.
 func RemoveNetNS(path string) error { return pinns.Remove(path) }
 
-// loopbackUp sets IFF_UP on "lo" in the calling thread's namespace.
+// loopbackUp sets "lo" up in the calling thread's namespace (the netlink
+// socket is opened on the calling thread).
 func loopbackUp() error {
-	fd, err := unix.Socket(unix.AF_INET, unix.SOCK_DGRAM|unix.SOCK_CLOEXEC, 0)
+	lo, err := netlink.LinkByName("lo")
 	if err != nil {
 		return fmt.Errorf("loopback: %w", err)
 	}
-	defer unix.Close(fd)
-	var req [unix.IFNAMSIZ + 24]byte
-	copy(req[:], "lo")
-	if err := ioctl(fd, unix.SIOCGIFFLAGS, &req); err != nil {
-		return fmt.Errorf("loopback flags: %w", err)
-	}
-	flags := *(*uint16)(unsafe.Pointer(&req[unix.IFNAMSIZ]))
-	*(*uint16)(unsafe.Pointer(&req[unix.IFNAMSIZ])) = flags | unix.IFF_UP
-	if err := ioctl(fd, unix.SIOCSIFFLAGS, &req); err != nil {
+	if err := netlink.LinkSetUp(lo); err != nil {
 		return fmt.Errorf("loopback up: %w", err)
-	}
-	return nil
-}
-
-func ioctl(fd int, req uint, arg *[unix.IFNAMSIZ + 24]byte) error {
-	_, _, e := unix.Syscall(unix.SYS_IOCTL, uintptr(fd), uintptr(req), uintptr(unsafe.Pointer(arg)))
-	if e != 0 {
-		return e
 	}
 	return nil
 }

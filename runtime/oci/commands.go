@@ -17,8 +17,8 @@ func (r *Runtime) logArgs(logFile string) []string {
 	if logFile == "" {
 		return nil
 	}
-	if r.Kind() == "crun" {
-		return []string{"--log=file:" + logFile, "--log-format=json"}
+	if prefix := r.Traits().LogFilePrefix; prefix != "" {
+		return []string{"--log=" + prefix + logFile, "--log-format=json"}
 	}
 	return []string{"--log", logFile, "--log-format", "json"}
 }
@@ -87,7 +87,7 @@ func (r *Runtime) Exec(ctx context.Context, id string, o ExecOpts) *exec.Cmd {
 	if o.ConsoleSocket != "" {
 		args = append(args, "--console-socket", o.ConsoleSocket)
 	}
-	if o.InternalPidFile != "" && r.Kind() == "runsc" {
+	if o.InternalPidFile != "" && r.Traits().Sandboxed {
 		args = append(args, "--internal-pid-file", o.InternalPidFile)
 	}
 	return r.cmd(ctx, o.LogFile, append(args, id)...)

@@ -36,8 +36,11 @@ func NewHandlers(ctx context.Context, c *config.Config) *Handlers {
 	var wg sync.WaitGroup
 	var mu sync.Mutex
 	for name, rc := range c.Runtimes {
+		// The config validated the kind.
+		kind, _ := ParseKind(rc.Kind, rc.Path)
 		hd := &Handler{
-			Runtime:     &Runtime{Handler: name, Path: rc.Path, Root: rc.Root, Args: rc.Args, DirectExec: rc.Exec != config.ModeRuntime, DirectStart: rc.Start != config.ModeRuntime},
+			Runtime: &Runtime{Handler: name, Path: rc.Path, Kind: kind, Root: rc.Root, Args: rc.Args,
+				DirectExec: rc.Exec != config.ModeRuntime, DirectStart: rc.Start != config.ModeRuntime},
 			Annotations: rc.Annotations, PodAnnotations: rc.PodAnnotations, ContainerAnnotations: rc.ContainerAnnotations,
 		}
 		h.byName[name] = hd

@@ -19,6 +19,8 @@ type Runtime struct {
 	// Handler is the RuntimeClass handler name.
 	Handler string
 	Path    string
+	// Kind is the runtime's family (config's kind, or guessed from Path).
+	Kind Kind
 	// Root is the runtime's state directory (--root); empty keeps its own.
 	Root string
 	// Args are extra global arguments.
@@ -31,16 +33,13 @@ type Runtime struct {
 	DirectStart bool
 }
 
-// Kind names the runtime family ("runc", "crun", "runsc", or the binary's
-// base name), which decides a few spec details.
-func (r *Runtime) Kind() string {
-	base := r.Path[strings.LastIndex(r.Path, "/")+1:]
-	for _, k := range []string{"runsc", "crun", "runc"} {
-		if strings.Contains(base, k) {
-			return k
-		}
+// Traits are the runtime family's (guessed from Path when Kind is unset).
+func (r *Runtime) Traits() Traits {
+	k := r.Kind
+	if k == "" {
+		k, _ = ParseKind("", r.Path)
 	}
-	return base
+	return k.Traits()
 }
 
 // GlobalArgs are the arguments that go before every subcommand.

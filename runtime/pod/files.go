@@ -1,13 +1,12 @@
 package pod
 
 import (
-	"errors"
+	"encoding/json"
 	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
 
-	"golang.org/x/sys/unix"
 	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
 )
 
@@ -66,17 +65,6 @@ func writeFile(path, content string) error {
 	return os.Rename(tmp, path)
 }
 
-// mountShm mounts the pod's /dev/shm tmpfs at dir.
-func mountShm(dir string) error {
-	if err := os.MkdirAll(dir, 0o755); err != nil {
-		return err
-	}
-	if err := unix.Mount("shm", dir, "tmpfs", unix.MS_NOSUID|unix.MS_NODEV|unix.MS_NOEXEC, "mode=1777,size=65536k"); err != nil {
-		return fmt.Errorf("mount pod shm: %w", err)
-	}
-	return nil
-}
-
 // PrivateDir makes dir, or tightens the mode of an existing one, to 0700:
 // only root may enter berth's directories (berthd's root and state
 // included). Containers' writable layers and pods' /dev/shm live below
@@ -93,101 +81,13 @@ func PrivateDir(dir string) error {
 	return nil
 }
 
-// mountRootfs mounts an overlay of lower (top first) with a writable layer
-// in rwDir at target. The upper directory's mode is the container's / (so
-// 0755); rwDir and target's parent (the bundle) keep everyone else out.
-func mountRootfs(lower []string, rwDir, target string) error {
-	upper, work := filepath.Join(rwDir, "upper"), filepath.Join(rwDir, "work")
-	for _, d := range []string{rwDir, work, filepath.Dir(target)} {
-		if err := PrivateDir(d); err != nil {
-			return err
-		}
+func writeSpec(bundle string, s any) error {
+	if err := PrivateDir(bundle); err != nil {
+		return err
 	}
-	for _, d := range []string{upper, target} {
-		if err := os.MkdirAll(d, 0o755); err != nil {
-			return err
-		}
-	}
-	opts := fmt.Sprintf("lowerdir=%s,upperdir=%s,workdir=%s", strings.Join(lower, ":"), upper, work)
-	if len(opts) >= os.Getpagesize() {
-		return fmt.Errorf("image has too many layers for one overlay mount (%d)", len(lower))
-	}
-	if err := unix.Mount("overlay", target, "overlay", 0, opts); err != nil {
-		return fmt.Errorf("mount rootfs: %w", err)
-	}
-	return nil
-}
-
-// unmount detaches whatever is mounted at path; nothing mounted is fine.
-func unmount(path string) error {
-	for {
-		err := unix.Unmount(path, unix.MNT_DETACH)
-		if errors.Is(err, unix.EINVAL) || errors.Is(err, unix.ENOENT) {
-			return nil
-		}
-		if err != nil {
-			return fmt.Errorf("unmount %s: %w", path, err)
-		}
-		// Stacked mounts: repeat until none is left.
-	}
-}
-
-// removeDir unmounts anything left under dir and removes it.
-func removeDir(dir string) error {
-	if dir == "" {
-		return nil
-	}
-	if _, err := os.Stat(dir); errors.Is(err, os.ErrNotExist) {
-		return nil
-	}
-	mounts, err := mountsUnder(dir)
+	data, err := json.Marshal(s)
 	if err != nil {
 		return err
 	}
-	for i := len(mounts) - 1; i >= 0; i-- {
-		if err := unmount(mounts[i]); err != nil {
-			return err
-		}
-	}
-	return os.RemoveAll(dir)
-}
-
-// mountsUnder lists mount points at or below dir, outermost first.
-func mountsUnder(dir string) ([]string, error) {
-	data, err := os.ReadFile("/proc/self/mountinfo")
-	if err != nil {
-		return nil, err
-	}
-	var out []string
-	for _, line := range strings.Split(string(data), "\n") {
-		f := strings.Fields(line)
-		if len(f) < 5 {
-			continue
-		}
-		mp := unescapeMountPath(f[4])
-		if mp == dir || strings.HasPrefix(mp, dir+"/") {
-			out = append(out, mp)
-		}
-	}
-	return out, nil
-}
-
-// unescapeMountPath undoes mountinfo's octal escapes (\040 for space).
-func unescapeMountPath(s string) string {
-	if !strings.Contains(s, `\`) {
-		return s
-	}
-	var b strings.Builder
-	for i := 0; i < len(s); i++ {
-		if s[i] == '\\' && i+3 < len(s) {
-			var v int
-			if _, err := fmt.Sscanf(s[i+1:i+4], "%o", &v); err == nil {
-				b.WriteByte(byte(v))
-				i += 3
-				continue
-			}
-		}
-		b.WriteByte(s[i])
-	}
-	return b.String()
+	return os.WriteFile(filepath.Join(bundle, "config.json"), data, 0o600)
 }

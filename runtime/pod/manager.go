@@ -61,7 +61,11 @@ type Manager struct {
 	cfg      *config.Config
 	db       *store.DB
 	images   Images
-	handlers *oci.Handlers
+	handlers handlerSet
+	shims    shimLauncher
+	mounts   mounter
+	ns       namespaces
+	cgroups  cgroupRemover
 	cni      Network
 	log      *slog.Logger
 	shimBin  string
@@ -80,11 +84,16 @@ type Manager struct {
 
 // New returns a Manager and recovers the pods an earlier berthd left.
 func New(ctx context.Context, opts Options) (*Manager, error) {
+	return newManager(ctx, opts, deps{})
+}
+
+// newManager is New with some of what the manager drives replaced (by
+// fakes, in tests).
+func newManager(ctx context.Context, opts Options, d deps) (*Manager, error) {
 	m := &Manager{
 		cfg:        opts.Config,
 		db:         opts.DB,
 		images:     opts.Images,
-		handlers:   opts.Handlers,
 		cni:        opts.CNI,
 		log:        opts.Log,
 		shimBin:    opts.ShimBinary,
@@ -98,6 +107,8 @@ func New(ctx context.Context, opts Options) (*Manager, error) {
 		m.logLevel = "info"
 	}
 	m.host = spec.Host{CgroupDriver: m.cfg.CgroupDriver, CgroupMode: host.Cgroups(), OOMFloor: m.oomFloor, Bounding: host.BoundingSet()}
+	d = d.withDefaults(opts, m.cgroupReader())
+	m.handlers, m.shims, m.mounts, m.ns, m.cgroups = d.handlers, d.shims, d.mounts, d.ns, d.cgroups
 	for _, d := range []string{m.podsDir(), m.ctrStateDir(), m.ctrRootDir(), m.netnsDir(), m.shimSockDir()} {
 		if err := PrivateDir(d); err != nil {
 			return nil, err
@@ -232,7 +243,7 @@ func matchLabels(labels, selector map[string]string) bool {
 // specRuntime is what spec generation needs of a handler.
 func specRuntime(h *oci.Handler) spec.Runtime {
 	rt := spec.Runtime{
-		Kind: h.Kind(), OCIVersion: h.Info.SpecVersion, Annotations: h.Annotations,
+		Kind: string(h.Kind), OCIVersion: h.Info.SpecVersion, Annotations: h.Annotations,
 		PodAnnotations: h.PodAnnotations, ContainerAnnotations: h.ContainerAnnotations,
 	}
 	if h.Info.Features != nil {

@@ -12,8 +12,6 @@ import (
 	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
 
 	shimv1 "github.com/berthrt/berth/proto/berth/shim/v1"
-	"github.com/berthrt/berth/runtime/network"
-	"github.com/berthrt/berth/runtime/shim"
 	"github.com/berthrt/berth/runtime/spec"
 	"github.com/berthrt/berth/runtime/store"
 )
@@ -54,7 +52,7 @@ func (m *Manager) recover(ctx context.Context) error {
 			m.rollbackSandbox(ctx, sb)
 			continue
 		}
-		if client, err := shim.Connect(ctx, m.shimSocket(rec.ID)); err == nil {
+		if client, err := m.shims.Connect(ctx, m.shimSocket(rec.ID)); err == nil {
 			sb.shim = client
 		} else {
 			m.log.Warn("shim of pod is gone", "pod", rec.ID, "err", err)
@@ -103,7 +101,7 @@ func (m *Manager) recover(ctx context.Context) error {
 func (m *Manager) rollbackSandbox(ctx context.Context, sb *sandbox) {
 	rec := sb.rec
 	m.log.Warn("rolling back a pod whose creation was interrupted", "pod", rec.ID)
-	if client, err := shim.Connect(ctx, m.shimSocket(rec.ID)); err == nil {
+	if client, err := m.shims.Connect(ctx, m.shimSocket(rec.ID)); err == nil {
 		sb.shim = client
 		_, _ = client.Delete(ctx, &shimv1.DeleteRequest{Id: rec.ID, Force: true})
 		m.stopShim(sb)
@@ -113,14 +111,14 @@ func (m *Manager) rollbackSandbox(ctx context.Context, sb *sandbox) {
 	}
 	if rec.NetNS != "" {
 		_ = m.cni.Teardown(ctx, m.networkPod(sb))
-		_ = network.RemoveNetNS(rec.NetNS)
+		_ = m.ns.RemoveNetNS(rec.NetNS)
 	}
-	_ = removeDir(filepath.Join(m.ctrRootDir(), rec.ID))
+	_ = m.removeDir(filepath.Join(m.ctrRootDir(), rec.ID))
 	_ = m.images.Release(rec.ID)
 	if pod := (&spec.Pod{ID: rec.ID, Config: sb.cfg}); pod.OwnCgroup(m.host.CgroupDriver) {
-		_ = m.cgroupReader().Remove(pod.CgroupParent(m.host.CgroupDriver))
+		_ = m.cgroups.Remove(pod.CgroupParent(m.host.CgroupDriver))
 	}
-	_ = removeDir(m.podDir(rec.ID))
+	_ = m.removeDir(m.podDir(rec.ID))
 	_ = os.Remove(m.shimSocket(rec.ID))
 	m.deleteRecord(bucketSandboxes, rec.ID)
 }
@@ -135,8 +133,8 @@ func (m *Manager) rollbackContainer(ctx context.Context, sb *sandbox, rec contai
 		}
 		m.forceDeleteFromRuntime(ctx, sb.handler, rec.ID)
 	}
-	_ = removeDir(m.ctrBundle(rec.ID))
-	_ = removeDir(filepath.Join(m.ctrRootDir(), rec.ID))
+	_ = m.removeDir(m.ctrBundle(rec.ID))
+	_ = m.removeDir(filepath.Join(m.ctrRootDir(), rec.ID))
 	_ = m.images.Release(rec.ID)
 	m.deleteRecord(bucketContainers, rec.ID)
 }

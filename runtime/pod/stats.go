@@ -92,7 +92,7 @@ func (m *Manager) forgetStats(id string) {
 
 // containerSample reads a container's use where its handler keeps it.
 func (m *Manager) containerSample(sb *sandbox, id string) (cgroups.Sample, *runtimeapi.UInt64Value, error) {
-	if sb.handler.Kind() == "runsc" {
+	if sb.handler.Traits().Sandboxed {
 		return m.runtimeSample(sb, id)
 	}
 	return m.sample(m.containerCgroupsPath(sb, id))

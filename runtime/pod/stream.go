@@ -214,7 +214,7 @@ func (m *Manager) PortForward(ctx context.Context, podID string, port int32, str
 	}
 	rec := sb.snapshot()
 	var conn net.Conn
-	if sb.handler.Kind() == "runsc" {
+	if sb.handler.Traits().Sandboxed {
 		conn, err = m.runscPortForward(ctx, sb, port)
 	} else {
 		conn, err = dialInNetNS(ctx, rec.NetNS, port)

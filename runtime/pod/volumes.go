@@ -2,12 +2,10 @@ package pod
 
 import (
 	"fmt"
-	"os"
 	"path/filepath"
 	"strconv"
 	"strings"
 
-	"golang.org/x/sys/unix"
 	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
 
 	"github.com/berthrt/berth/runtime/errdefs"
@@ -22,7 +20,7 @@ func volumeOwner(ctrID string, i int) string { return ctrID + "/volume/" + strco
 func (m *Manager) mountImageVolumes(ctrID, bundle string, cfg *runtimeapi.ContainerConfig) (sources map[string]string, refs map[string]string, release func(), err error) {
 	sources, refs = map[string]string{}, map[string]string{}
 	release = func() {
-		_ = removeDir(filepath.Join(bundle, "volumes"))
+		_ = m.removeDir(filepath.Join(bundle, "volumes"))
 		_ = m.images.Release(ctrID + "/volume")
 	}
 	defer func() {
@@ -48,7 +46,7 @@ func (m *Manager) mountImageVolumes(ctrID, bundle string, cfg *runtimeapi.Contai
 			return nil, nil, release, err
 		}
 		dir := filepath.Join(bundle, "volumes", strconv.Itoa(i))
-		if err := mountReadOnly(lowers, dir); err != nil {
+		if err := m.mountReadOnly(lowers, dir); err != nil {
 			return nil, nil, release, err
 		}
 		src := dir
@@ -61,28 +59,6 @@ func (m *Manager) mountImageVolumes(ctrID, bundle string, cfg *runtimeapi.Contai
 		refs[filepath.Clean(mnt.ContainerPath)] = img.ID
 	}
 	return sources, refs, release, nil
-}
-
-// mountReadOnly mounts the layers (top first) read-only at dir: one layer
-// is bound, several are an overlay without an upper layer.
-func mountReadOnly(lowers []string, dir string) error {
-	if err := os.MkdirAll(dir, 0o755); err != nil {
-		return err
-	}
-	if len(lowers) == 1 {
-		if err := unix.Mount(lowers[0], dir, "", unix.MS_BIND, ""); err != nil {
-			return fmt.Errorf("bind image volume: %w", err)
-		}
-		if err := unix.Mount("", dir, "", unix.MS_BIND|unix.MS_REMOUNT|unix.MS_RDONLY, ""); err != nil {
-			_ = unmount(dir)
-			return fmt.Errorf("make image volume read-only: %w", err)
-		}
-		return nil
-	}
-	if err := unix.Mount("overlay", dir, "overlay", unix.MS_RDONLY, "lowerdir="+strings.Join(lowers, ":")); err != nil {
-		return fmt.Errorf("mount image volume: %w", err)
-	}
-	return nil
 }
 
 // within resolves sub under root, refusing anything that leaves it.

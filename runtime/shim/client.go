@@ -13,7 +13,10 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/containerd/errdefs/pkg/errgrpc"
 	"github.com/containerd/ttrpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
 
 	shimv1 "github.com/berthrt/berth/proto/berth/shim/v1"
 	"github.com/berthrt/berth/runtime/errdefs"
@@ -44,7 +47,7 @@ type SpawnOptions struct {
 func Spawn(ctx context.Context, o SpawnOptions) (*Client, error) {
 	args := []string{
 		"--pod-id", o.PodID, "--state-dir", o.StateDir, "--socket", o.Socket,
-		"--handler", o.Runtime.Handler, "--runtime", o.Runtime.Path, "--runtime-root", o.Runtime.Root,
+		"--handler", o.Runtime.Handler, "--runtime", o.Runtime.Path, "--kind", string(o.Runtime.Kind), "--runtime-root", o.Runtime.Root,
 		"--log-level", o.LogLevel, "--ready-fd", "3",
 	}
 	for _, a := range o.Runtime.Args {
@@ -118,8 +121,64 @@ func Connect(ctx context.Context, socket string) (*Client, error) {
 		return nil, fmt.Errorf("connect shim %s: %w", socket, errors.Join(errdefs.ErrUnavailable, err))
 	}
 	done := make(chan struct{})
-	tc := ttrpc.NewClient(conn, ttrpc.WithOnClose(func() { close(done) }))
+	tc := ttrpc.NewClient(conn, ttrpc.WithOnClose(func() { close(done) }), ttrpc.WithUnaryClientInterceptor(nativeErrors))
 	return &Client{ShimServiceClient: shimv1.NewShimServiceClient(tc), done: done, client: tc, Socket: socket}, nil
+}
+
+// nativeErrors turns the status of a failed call back into the error
+// class the shim returned (errgrpc.ToNative, the other half of the shim's
+// service.UnaryServerInterceptor): berthd asks errdefs.IsNotFound & co.,
+// never a gRPC code. Errors of the connection itself (not a status) stay
+// as they are.
+func nativeErrors(ctx context.Context, req *ttrpc.Request, resp *ttrpc.Response, _ *ttrpc.UnaryClientInfo, invoke ttrpc.Invoker) error {
+	if err := invoke(ctx, req, resp); err != nil {
+		return toNative(err)
+	}
+	// The call's own failure comes as the response's status.
+	if resp.Status != nil && resp.Status.Code != int32(codes.OK) {
+		return toNative(status.ErrorProto(resp.Status))
+	}
+	return nil
+}
+
+func toNative(err error) error {
+	st, ok := status.FromError(err)
+	if !ok || st == nil {
+		return err
+	}
+	return &nativeError{native: errgrpc.ToNative(err), st: st}
+}
+
+// nativeError is a shim's error as its class (errgrpc.ToNative: errors.Is
+// and errdefs.IsNotFound & co. see it) that says the shim's message and
+// still answers GRPCStatus with the status it came as, so that a class
+// errdefs has no sentinel for keeps its code on its way to the kubelet.
+type nativeError struct {
+	native error
+	st     *status.Status
+}
+
+func (e *nativeError) Error() string              { return e.st.Message() }
+func (e *nativeError) Unwrap() error              { return e.native }
+func (e *nativeError) GRPCStatus() *status.Status { return e.st }
+
+// Events subscribes to the shim's exit events; a status ending the
+// stream is converted as a call's is.
+func (c *Client) Events(ctx context.Context, req *shimv1.Empty) (shimv1.ShimService_EventsClient, error) {
+	stream, err := c.ShimServiceClient.Events(ctx, req)
+	if err != nil {
+		return nil, toNative(err)
+	}
+	return nativeStream{stream}, nil
+}
+
+type nativeStream struct {
+	shimv1.ShimService_EventsClient
+}
+
+func (s nativeStream) Recv() (*shimv1.Event, error) {
+	ev, err := s.ShimService_EventsClient.Recv()
+	return ev, toNative(err)
 }
 
 // Close closes the connection (the shim keeps running).

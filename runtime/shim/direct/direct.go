@@ -69,6 +69,8 @@ type Report struct {
 	// Refused: the container is not as it was created (or could not be
 	// fully entered); neither this nor the runtime's exec may run.
 	Refused bool `json:"refused,omitempty"`
+	// NotFound (with Final): the command is not in the container.
+	NotFound bool `json:"notFound,omitempty"`
 }
 
 // Plan is how a container's processes are entered directly.

@@ -1,10 +1,10 @@
 package direct
 
 import (
+	"errors"
 	"os"
 	"path/filepath"
 	"slices"
-	"strings"
 	"testing"
 
 	specs "github.com/opencontainers/runtime-spec/specs-go"
@@ -75,7 +75,7 @@ func TestLookPath(t *testing.T) {
 			t.Errorf("lookPath(%s) found something", f)
 		}
 	}
-	if _, err := lookPath("tool", []string{"A=1"}); err == nil || !strings.Contains(err.Error(), "not found in $PATH") {
+	if _, err := lookPath("tool", []string{"A=1"}); !errors.Is(err, errNoExecutable) {
 		t.Errorf("lookPath without PATH: %v", err)
 	}
 }

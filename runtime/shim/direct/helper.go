@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"os"
 	"os/signal"
 	"path/filepath"
@@ -53,7 +54,8 @@ func Main() {
 	if err != nil {
 		var f finalError
 		var r refusedError
-		_ = out.Encode(Report{Error: err.Error(), Final: errors.As(err, &f), Refused: errors.As(err, &r)})
+		_ = out.Encode(Report{Error: err.Error(), Final: errors.As(err, &f), Refused: errors.As(err, &r),
+			NotFound: errors.Is(err, errNoExecutable) || errors.Is(err, fs.ErrNotExist)})
 		os.Exit(1)
 	}
 	if err := out.Encode(Report{Pid: pid}); err != nil {
@@ -371,8 +373,12 @@ func lookPath(file string, env []string) (string, error) {
 			return p, nil
 		}
 	}
-	return "", fmt.Errorf("exec: %q: executable file not found in $PATH", file)
+	return "", fmt.Errorf("exec: %q: %w", file, errNoExecutable)
 }
+
+// errNoExecutable: no PATH entry holds the command (the message is
+// os/exec's, as the runtime's is).
+var errNoExecutable = errors.New("executable file not found in $PATH")
 
 func executable(path string) error {
 	fi, err := os.Stat(path)

@@ -2,8 +2,6 @@ package service
 
 import (
 	"context"
-	"errors"
-	"io"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -11,10 +9,9 @@ import (
 	"time"
 
 	"golang.org/x/sys/unix"
-	"google.golang.org/grpc/codes"
-	"google.golang.org/grpc/status"
 
 	shimv1 "github.com/berthrt/berth/proto/berth/shim/v1"
+	"github.com/berthrt/berth/runtime/errdefs"
 	"github.com/berthrt/berth/runtime/oci"
 	"github.com/berthrt/berth/runtime/shim/reaper"
 )
@@ -61,7 +58,7 @@ type execProc struct {
 // errExecRefused wraps a check that failed before anything ran in the
 // container: the exec is refused, not tried another way.
 func errExecRefused(err error) error {
-	return status.Errorf(codes.FailedPrecondition, "exec refused: %v", err)
+	return errdefs.Errorf(errdefs.ErrFailedPrecondition, "exec refused: %v", err)
 }
 
 // verifyInit refuses an exec into c when its init left the namespaces it
@@ -229,7 +226,7 @@ func (p *execProc) kill() {
 		_ = p.proc.Signal(unix.SIGTERM)
 		return
 	}
-	if p.s.opts.Runtime.Kind() == "runsc" {
+	if p.s.opts.Runtime.Traits().Sandboxed {
 		if inner, err := readPid(filepath.Join(p.dir, "inner-pid")); err == nil {
 			ctx, cancel := runtimeCtx()
 			defer cancel()
@@ -269,73 +266,3 @@ func drain(copies *sync.WaitGroup, readers ...*os.File) {
 		<-done
 	}
 }
-
-// ExecSync runs a process in a running container and returns its output.
-// The timeout covers the whole exec, from before the process starts.
-func (s *Service) ExecSync(ctx context.Context, req *shimv1.ExecSyncRequest) (*shimv1.ExecSyncResponse, error) {
-	c, err := s.get(req.Id)
-	if err != nil {
-		return nil, err
-	}
-	var timedOut func() bool
-	if req.TimeoutNs > 0 {
-		var cancel context.CancelFunc
-		ctx, cancel = context.WithTimeoutCause(ctx, time.Duration(req.TimeoutNs), errExecTimeout)
-		defer cancel()
-	}
-	timedOut = func() bool { return errors.Is(context.Cause(ctx), errExecTimeout) }
-	outR, outW, err := os.Pipe()
-	if err != nil {
-		return nil, err
-	}
-	defer outR.Close()
-	errR, errW, err := os.Pipe()
-	if err != nil {
-		outW.Close()
-		return nil, err
-	}
-	defer errR.Close()
-	limit := req.MaxOutput
-	if limit <= 0 {
-		limit = 16 << 20
-	}
-	stdout, stderr := &cappedBuffer{limit: limit}, &cappedBuffer{limit: limit}
-	var copies sync.WaitGroup
-	copies.Add(2)
-	go func() { defer copies.Done(); _, _ = io.Copy(stdout, outR) }()
-	go func() { defer copies.Done(); _, _ = io.Copy(stderr, errR) }()
-
-	stdio := execStdio{out: outW, err: errW}
-	p, err := s.startDirect(ctx, c, req.Process, stdio)
-	if errors.Is(err, errUseRuntime) {
-		p, err = s.startExec(ctx, c, req.Process, stdio)
-	}
-	outW.Close()
-	errW.Close()
-	if err != nil {
-		if timedOut() {
-			drain(&copies, outR, errR)
-			return &shimv1.ExecSyncResponse{TimedOut: true, ExitCode: -1}, nil
-		}
-		return nil, err
-	}
-	defer p.cleanup()
-	resp := &shimv1.ExecSyncResponse{}
-	select {
-	case <-p.exited:
-	case <-ctx.Done():
-		p.kill()
-		<-p.exited
-		if !timedOut() {
-			return nil, ctx.Err()
-		}
-		resp.TimedOut = true
-	}
-	resp.ExitCode = int32(p.code)
-	drain(&copies, outR, errR)
-	resp.Stdout, resp.Stderr = stdout.Bytes(), stderr.Bytes()
-	return resp, nil
-}
-
-// errExecTimeout is the cause of an ExecSync's context that timed out.
-var errExecTimeout = errors.New("exec timed out")

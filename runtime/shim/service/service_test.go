@@ -11,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/containerd/errdefs/pkg/errgrpc"
 	specs "github.com/opencontainers/runtime-spec/specs-go"
 	"golang.org/x/sys/unix"
 	"google.golang.org/grpc/codes"
@@ -106,7 +107,9 @@ func waitEvent(t *testing.T, ch <-chan *shimv1.Event, id string) *shimv1.Contain
 	}
 }
 
-func code(err error) codes.Code { return status.Code(err) }
+// code is the gRPC code err crosses the shim's socket with (see
+// UnaryServerInterceptor).
+func code(err error) codes.Code { return status.Code(errgrpc.ToGRPC(err)) }
 
 func TestLifecycle(t *testing.T) {
 	s := service(t)

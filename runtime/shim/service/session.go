@@ -9,16 +9,15 @@ import (
 	"net"
 	"os"
 	"path/filepath"
-	"strings"
 	"sync"
 	"time"
 
 	specs "github.com/opencontainers/runtime-spec/specs-go"
 	"golang.org/x/sys/unix"
-	"google.golang.org/grpc/codes"
-	"google.golang.org/grpc/status"
 
 	shimv1 "github.com/berthrt/berth/proto/berth/shim/v1"
+	"github.com/berthrt/berth/runtime/errdefs"
+	"github.com/berthrt/berth/runtime/oci"
 	"github.com/berthrt/berth/runtime/shim/frame"
 )
 
@@ -60,7 +59,7 @@ func (s *Service) Exec(ctx context.Context, req *shimv1.ExecRequest) (*shimv1.Se
 	}
 	var proc specs.Process
 	if err := json.Unmarshal(req.Process, &proc); err != nil {
-		return nil, status.Errorf(codes.InvalidArgument, "process: %v", err)
+		return nil, errdefs.Errorf(errdefs.ErrInvalidArgument, "process: %v", err)
 	}
 	return s.serveSession("exec", req.Id, func(conn *net.UnixConn) { s.execSession(c, conn, req, proc.Terminal) })
 }
@@ -138,8 +137,8 @@ func (s *Service) execSession(c *container, conn *net.UnixConn, req *shimv1.Exec
 			r.Close()
 		}
 		code := int32(126)
-		if msg := err.Error(); strings.Contains(msg, "not found") || strings.Contains(msg, "no such file") {
-			code = 127
+		if errors.Is(err, oci.ErrExecutableNotFound) {
+			code = 127 // as a shell says of a command it cannot find
 		}
 		fail(err.Error(), code)
 		return

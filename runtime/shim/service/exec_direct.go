@@ -10,9 +10,9 @@ import (
 	"time"
 
 	specs "github.com/opencontainers/runtime-spec/specs-go"
-	"google.golang.org/grpc/codes"
-	"google.golang.org/grpc/status"
 
+	"github.com/berthrt/berth/runtime/errdefs"
+	"github.com/berthrt/berth/runtime/oci"
 	"github.com/berthrt/berth/runtime/shim/direct"
 )
 
@@ -35,7 +35,7 @@ func (s *Service) directPlan(c *container) *direct.Plan {
 		return c.direct.plan
 	}
 	p := &direct.Plan{Unsupported: "not runc or crun"}
-	if k := s.opts.Runtime.Kind(); s.opts.Runtime.DirectExec && (k == "runc" || k == "crun") {
+	if s.opts.Runtime.DirectExec && s.opts.Runtime.Traits().DirectExec {
 		var spec specs.Spec
 		data, err := os.ReadFile(filepath.Join(c.bundle, "config.json"))
 		if err == nil {
@@ -87,10 +87,8 @@ func (s *Service) startDirect(ctx context.Context, c *container, process []byte,
 		c.direct.mounts, _ = direct.HostCgroupMounts()
 	}
 	req := &direct.Request{ContainerID: c.id, InitPid: c.pid, Namespaces: plan.Namespaces, Process: &proc,
-		Seccomp: plan.Seccomp, SeccompFlags: plan.SeccompFlags, Filter: c.direct.filter, CgroupMounts: c.direct.mounts}
-	if s.opts.Runtime.Kind() == "runc" {
-		req.DefaultHome = "/" // crun leaves HOME unset
-	}
+		Seccomp: plan.Seccomp, SeccompFlags: plan.SeccompFlags, Filter: c.direct.filter, CgroupMounts: c.direct.mounts,
+		DefaultHome: s.opts.Runtime.Traits().ExecHome}
 	c.mu.Unlock()
 	// The shim runs from a sealed copy of its binary (see shim.Spawn):
 	// the helper, visible to the container once it joined it, is too.
@@ -138,17 +136,19 @@ func (s *Service) startDirect(ctx context.Context, c *container, process []byte,
 		r, err := cmd.Next()
 		switch {
 		case err != nil:
-			return fail(status.Errorf(codes.Unknown, "direct exec: %v", err))
+			return fail(fmt.Errorf("direct exec: %v", err))
 		case len(r.Filter) > 0:
 			c.mu.Lock()
 			c.direct.filter = r.Filter
 			c.mu.Unlock()
 		case r.Error != "" && r.Refused:
 			return fail(errExecRefused(errors.New(r.Error)))
+		case r.Error != "" && r.Final && r.NotFound:
+			return fail(errdefs.Errorf(oci.ErrExecutableNotFound, "%s", r.Error))
 		case r.Error != "" && r.Final:
-			return fail(status.Error(codes.Unknown, r.Error))
+			return fail(errors.New(r.Error))
 		case r.Error != "":
-			return fail(status.Errorf(codes.Unknown, "direct exec: %s", r.Error))
+			return fail(fmt.Errorf("direct exec: %s", r.Error))
 		case r.Pid > 0:
 			stop()
 			s.opts.Log.Debug("process started directly", "id", c.id, "pid", r.Pid, "after", time.Since(begun))
@@ -166,43 +166,4 @@ func (s *Service) startDirect(ctx context.Context, c *container, process []byte,
 			return p, nil
 		}
 	}
-}
-
-// release starts a created runc container the way `runc start` does,
-// without runc (direct.Release). errUseRuntime means nothing happened and
-// `runc start` is to be used: another runtime, direct start off, or a
-// spec with hooks that `runc start` runs.
-func (s *Service) release(ctx context.Context, c *container) error {
-	rt := s.opts.Runtime
-	if !rt.DirectStart || rt.Kind() != "runc" || rt.Root == "" || len(c.childIO) > 0 {
-		return errUseRuntime
-	}
-	var spec struct {
-		Hooks *specs.Hooks `json:"hooks"`
-	}
-	data, err := os.ReadFile(filepath.Join(c.bundle, "config.json"))
-	if err == nil {
-		err = json.Unmarshal(data, &spec)
-	}
-	if err != nil || spec.Hooks != nil {
-		return errUseRuntime
-	}
-	c.mu.Lock()
-	pid, start := c.pid, c.direct.initStart
-	c.mu.Unlock()
-	if start == 0 {
-		return errUseRuntime // the init was never seen alive: let runc judge
-	}
-	err = direct.Release(ctx, filepath.Join(rt.Root, c.id), pid, start)
-	switch {
-	case errors.Is(err, direct.ErrNoFifo):
-		s.opts.Log.Warn("no exec fifo where runc keeps it; using runc start", "id", c.id, "err", err)
-		return errUseRuntime
-	case errors.Is(err, direct.ErrStarted):
-		s.opts.Log.Warn("container started; its exec fifo is left", "id", c.id, "err", err)
-	case err != nil:
-		return fmt.Errorf("runc start: %w", err)
-	}
-	s.opts.Log.Debug("container started directly", "id", c.id)
-	return nil
 }

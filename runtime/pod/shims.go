@@ -2,12 +2,16 @@ package pod
 
 import (
 	"context"
+	"os"
 	"time"
 
+	"golang.org/x/sys/unix"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
 	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
 
 	shimv1 "github.com/berthrt/berth/proto/berth/shim/v1"
-	"github.com/berthrt/berth/runtime/shim"
+	"github.com/berthrt/berth/runtime/errdefs"
 	"github.com/berthrt/berth/runtime/shim/service"
 )
 
@@ -46,7 +50,7 @@ func (m *Manager) watchShim(sb *sandbox) {
 }
 
 // resync asks the shim for every container's state and records exits.
-func (m *Manager) resync(sb *sandbox, client *shim.Client) {
+func (m *Manager) resync(sb *sandbox, client shimClient) {
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	list, err := client.List(ctx, &shimv1.Empty{})
@@ -126,4 +130,30 @@ func (m *Manager) shimLost(sb *sandbox) {
 		m.forceDeleteFromRuntime(context.Background(), sb.handler, rec.ID)
 	}
 	m.pauseExited(sb)
+}
+
+// stopShim asks the pod's shim to exit (it owns nothing by then) and
+// closes the connection; a shim that will not go is killed.
+func (m *Manager) stopShim(sb *sandbox) {
+	sb.mu.Lock()
+	c := sb.shim
+	sb.shim = nil
+	sb.mu.Unlock()
+	if c == nil {
+		return
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	info, err := c.Info(ctx, &shimv1.Empty{})
+	if _, serr := c.Shutdown(ctx, &shimv1.Empty{}); serr != nil && err == nil {
+		m.log.Warn("shim refused to exit; killing it", "pod", sb.rec.ID, "err", serr)
+		_ = unix.Kill(int(info.Pid), unix.SIGKILL)
+	}
+	_ = c.Close()
+	_ = os.Remove(m.shimSocket(sb.rec.ID))
+}
+
+// isNotFound reports a missing object, from berth or from a shim.
+func isNotFound(err error) bool {
+	return errdefs.IsNotFound(err) || status.Code(err) == codes.NotFound
 }

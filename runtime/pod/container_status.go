@@ -1,0 +1,120 @@
+package pod
+
+import (
+	"context"
+	"encoding/json"
+	"os"
+	"path/filepath"
+	"strings"
+
+	"google.golang.org/protobuf/proto"
+	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
+)
+
+func criContainerState(s string) runtimeapi.ContainerState {
+	switch s {
+	case stateCreated:
+		return runtimeapi.ContainerState_CONTAINER_CREATED
+	case stateRunning:
+		return runtimeapi.ContainerState_CONTAINER_RUNNING
+	case stateExited:
+		return runtimeapi.ContainerState_CONTAINER_EXITED
+	}
+	return runtimeapi.ContainerState_CONTAINER_UNKNOWN
+}
+
+// ContainerStatus reports a container; verbose adds its pid and OCI spec.
+func (m *Manager) ContainerStatus(ctx context.Context, id string, verbose bool) (*runtimeapi.ContainerStatus, map[string]string, error) {
+	c, err := m.getContainer(id)
+	if err != nil {
+		return nil, nil, err
+	}
+	rec := c.snapshot()
+	st := &runtimeapi.ContainerStatus{
+		Id:          rec.ID,
+		Metadata:    c.cfg.GetMetadata(),
+		State:       criContainerState(rec.State),
+		CreatedAt:   rec.CreatedAt,
+		StartedAt:   rec.StartedAt,
+		FinishedAt:  rec.FinishedAt,
+		ExitCode:    rec.ExitCode,
+		Image:       &runtimeapi.ImageSpec{Image: rec.ImageName, Annotations: c.cfg.GetImage().GetAnnotations()},
+		ImageRef:    rec.ImageRef,
+		ImageId:     rec.ImageID,
+		Reason:      rec.Reason,
+		Message:     rec.Message,
+		Labels:      c.cfg.GetLabels(),
+		Annotations: c.cfg.GetAnnotations(),
+		Mounts:      statusMounts(c.cfg.GetMounts(), rec.VolumeRefs),
+		LogPath:     rec.LogPath,
+		User:        &runtimeapi.ContainerUser{Linux: &runtimeapi.LinuxContainerUser{Uid: rec.UID, Gid: rec.GID, SupplementalGroups: rec.Groups}},
+		StopSignal:  c.cfg.GetStopSignal(),
+	}
+	if len(rec.Resources) > 0 {
+		r := &runtimeapi.LinuxContainerResources{}
+		if proto.Unmarshal(rec.Resources, r) == nil {
+			st.Resources = &runtimeapi.ContainerResources{Linux: r}
+		}
+	}
+	if !verbose {
+		return st, nil, nil
+	}
+	info := map[string]any{"sandboxID": rec.SandboxID, "pid": rec.Pid, "bundle": m.ctrBundle(rec.ID)}
+	if raw, err := os.ReadFile(filepath.Join(m.ctrBundle(rec.ID), "config.json")); err == nil {
+		info["runtimeSpec"] = json.RawMessage(raw)
+	}
+	data, err := json.Marshal(info)
+	if err != nil {
+		return nil, nil, err
+	}
+	return st, map[string]string{"info": string(data)}, nil
+}
+
+// statusMounts reports the mounts with each image volume's image ID.
+func statusMounts(mounts []*runtimeapi.Mount, refs map[string]string) []*runtimeapi.Mount {
+	if len(refs) == 0 {
+		return mounts
+	}
+	out := make([]*runtimeapi.Mount, len(mounts))
+	for i, mnt := range mounts {
+		if ref, ok := refs[filepath.Clean(mnt.ContainerPath)]; ok && mnt.GetImage() != nil {
+			mnt = proto.Clone(mnt).(*runtimeapi.Mount)
+			mnt.Image.ImageRef = ref
+		}
+		out[i] = mnt
+	}
+	return out
+}
+
+// ListContainers lists containers matching filter.
+func (m *Manager) ListContainers(ctx context.Context, f *runtimeapi.ContainerFilter) []*runtimeapi.Container {
+	m.mu.Lock()
+	cs := make([]*container, 0, len(m.containers))
+	for _, c := range m.containers {
+		cs = append(cs, c)
+	}
+	m.mu.Unlock()
+	var out []*runtimeapi.Container
+	for _, c := range cs {
+		rec := c.snapshot()
+		if f.GetId() != "" && !strings.HasPrefix(rec.ID, f.GetId()) {
+			continue
+		}
+		if f.GetPodSandboxId() != "" && !strings.HasPrefix(rec.SandboxID, f.GetPodSandboxId()) {
+			continue
+		}
+		state := criContainerState(rec.State)
+		if f.GetState() != nil && f.GetState().GetState() != state {
+			continue
+		}
+		if !matchLabels(c.cfg.GetLabels(), f.GetLabelSelector()) {
+			continue
+		}
+		out = append(out, &runtimeapi.Container{
+			Id: rec.ID, PodSandboxId: rec.SandboxID, Metadata: c.cfg.GetMetadata(),
+			Image: &runtimeapi.ImageSpec{Image: rec.ImageName}, ImageRef: rec.ImageRef, ImageId: rec.ImageID,
+			State: state, CreatedAt: rec.CreatedAt, Labels: c.cfg.GetLabels(), Annotations: c.cfg.GetAnnotations(),
+		})
+	}
+	return out
+}

@@ -1,0 +1,146 @@
+package pod
+
+import (
+	"context"
+	"os"
+	"strings"
+
+	"golang.org/x/sys/unix"
+
+	shimv1 "github.com/berthrt/berth/proto/berth/shim/v1"
+	"github.com/berthrt/berth/runtime/cgroups"
+	"github.com/berthrt/berth/runtime/network"
+	"github.com/berthrt/berth/runtime/oci"
+	"github.com/berthrt/berth/runtime/pinns"
+	"github.com/berthrt/berth/runtime/shim"
+)
+
+// What the manager drives outside its own process, each behind a small
+// interface so that unit tests run every CRI verb against fakes, without
+// root (see fakes_test.go). New wires the real ones.
+
+// handlerSet is the configured handlers (*oci.Handlers).
+type handlerSet interface {
+	Get(name string) (*oci.Handler, error)
+	All() []*oci.Handler
+	Default() string
+}
+
+// shimClient is a connection to one pod's shim (*shim.Client).
+type shimClient interface {
+	shimv1.ShimServiceClient
+	Close() error
+	Done() <-chan struct{}
+}
+
+// shimLauncher starts pods' shims and reconnects to running ones.
+type shimLauncher interface {
+	Spawn(ctx context.Context, o shim.SpawnOptions) (shimClient, error)
+	Connect(ctx context.Context, socket string) (shimClient, error)
+}
+
+// mounter is mount(2), umount(2) and the mount table.
+type mounter interface {
+	Mount(source, target, fstype string, flags uintptr, data string) error
+	Unmount(target string, flags int) error
+	// MountPoints lists every mount point of berthd's mount namespace.
+	MountPoints() ([]string, error)
+}
+
+// namespaces pins a pod's namespaces: the network namespace and, for a
+// pod without a sandbox container, its IPC and UTS namespaces.
+type namespaces interface {
+	Pin(path string, kind pinns.Kind, setup func() error) error
+	NewNetNS(path string, sysctls map[string]string) error
+	RemoveNetNS(path string) error
+}
+
+// cgroupRemover removes the cgroup berth made for a pod.
+type cgroupRemover interface {
+	Remove(dir string) error
+}
+
+// deps are the manager's seams; a nil field is the real thing.
+type deps struct {
+	handlers handlerSet
+	shims    shimLauncher
+	mounts   mounter
+	ns       namespaces
+	cgroups  cgroupRemover
+}
+
+type realShims struct{}
+
+// Spawn and Connect return a nil interface, not a nil *shim.Client, on
+// error.
+func (realShims) Spawn(ctx context.Context, o shim.SpawnOptions) (shimClient, error) {
+	c, err := shim.Spawn(ctx, o)
+	if err != nil {
+		return nil, err
+	}
+	return c, nil
+}
+
+func (realShims) Connect(ctx context.Context, socket string) (shimClient, error) {
+	c, err := shim.Connect(ctx, socket)
+	if err != nil {
+		return nil, err
+	}
+	return c, nil
+}
+
+type realMounter struct{}
+
+func (realMounter) Mount(source, target, fstype string, flags uintptr, data string) error {
+	return unix.Mount(source, target, fstype, flags, data)
+}
+
+func (realMounter) Unmount(target string, flags int) error { return unix.Unmount(target, flags) }
+
+func (realMounter) MountPoints() ([]string, error) {
+	data, err := os.ReadFile("/proc/self/mountinfo")
+	if err != nil {
+		return nil, err
+	}
+	var out []string
+	for _, line := range strings.Split(string(data), "\n") {
+		f := strings.Fields(line)
+		if len(f) < 5 {
+			continue
+		}
+		out = append(out, unescapeMountPath(f[4]))
+	}
+	return out, nil
+}
+
+type realNamespaces struct{}
+
+func (realNamespaces) Pin(path string, kind pinns.Kind, setup func() error) error {
+	return pinns.Pin(path, kind, setup)
+}
+
+func (realNamespaces) NewNetNS(path string, sysctls map[string]string) error {
+	return network.NewNetNS(path, sysctls)
+}
+
+func (realNamespaces) RemoveNetNS(path string) error { return network.RemoveNetNS(path) }
+
+// withDefaults fills what d leaves nil with the real implementations.
+func (d deps) withDefaults(opts Options, cg cgroups.Reader) deps {
+	if d.handlers == nil {
+		d.handlers = opts.Handlers
+	}
+	if d.shims == nil {
+		d.shims = realShims{}
+	}
+	if d.mounts == nil {
+		d.mounts = realMounter{}
+	}
+	if d.ns == nil {
+		d.ns = realNamespaces{}
+	}
+	if d.cgroups == nil {
+		d.cgroups = cg
+	}
+	return d
+}

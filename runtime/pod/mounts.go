@@ -1,0 +1,138 @@
+package pod
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+
+	"golang.org/x/sys/unix"
+)
+
+// mountShm mounts the pod's /dev/shm tmpfs at dir.
+func (m *Manager) mountShm(dir string) error {
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return err
+	}
+	if err := m.mounts.Mount("shm", dir, "tmpfs", unix.MS_NOSUID|unix.MS_NODEV|unix.MS_NOEXEC, "mode=1777,size=65536k"); err != nil {
+		return fmt.Errorf("mount pod shm: %w", err)
+	}
+	return nil
+}
+
+// mountRootfs mounts an overlay of lower (top first) with a writable layer
+// in rwDir at target. The upper directory's mode is the container's / (so
+// 0755); rwDir and target's parent (the bundle) keep everyone else out.
+func (m *Manager) mountRootfs(lower []string, rwDir, target string) error {
+	upper, work := filepath.Join(rwDir, "upper"), filepath.Join(rwDir, "work")
+	for _, d := range []string{rwDir, work, filepath.Dir(target)} {
+		if err := PrivateDir(d); err != nil {
+			return err
+		}
+	}
+	for _, d := range []string{upper, target} {
+		if err := os.MkdirAll(d, 0o755); err != nil {
+			return err
+		}
+	}
+	opts := fmt.Sprintf("lowerdir=%s,upperdir=%s,workdir=%s", strings.Join(lower, ":"), upper, work)
+	if len(opts) >= os.Getpagesize() {
+		return fmt.Errorf("image has too many layers for one overlay mount (%d)", len(lower))
+	}
+	if err := m.mounts.Mount("overlay", target, "overlay", 0, opts); err != nil {
+		return fmt.Errorf("mount rootfs: %w", err)
+	}
+	return nil
+}
+
+// mountReadOnly mounts the layers (top first) read-only at dir: one layer
+// is bound, several are an overlay without an upper layer.
+func (m *Manager) mountReadOnly(lowers []string, dir string) error {
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return err
+	}
+	if len(lowers) == 1 {
+		if err := m.mounts.Mount(lowers[0], dir, "", unix.MS_BIND, ""); err != nil {
+			return fmt.Errorf("bind image volume: %w", err)
+		}
+		if err := m.mounts.Mount("", dir, "", unix.MS_BIND|unix.MS_REMOUNT|unix.MS_RDONLY, ""); err != nil {
+			_ = m.unmount(dir)
+			return fmt.Errorf("make image volume read-only: %w", err)
+		}
+		return nil
+	}
+	if err := m.mounts.Mount("overlay", dir, "overlay", unix.MS_RDONLY, "lowerdir="+strings.Join(lowers, ":")); err != nil {
+		return fmt.Errorf("mount image volume: %w", err)
+	}
+	return nil
+}
+
+// unmount detaches whatever is mounted at path; nothing mounted is fine.
+func (m *Manager) unmount(path string) error {
+	for {
+		err := m.mounts.Unmount(path, unix.MNT_DETACH)
+		if errors.Is(err, unix.EINVAL) || errors.Is(err, unix.ENOENT) {
+			return nil
+		}
+		if err != nil {
+			return fmt.Errorf("unmount %s: %w", path, err)
+		}
+		// Stacked mounts: repeat until none is left.
+	}
+}
+
+// removeDir unmounts anything left under dir and removes it.
+func (m *Manager) removeDir(dir string) error {
+	if dir == "" {
+		return nil
+	}
+	if _, err := os.Stat(dir); errors.Is(err, os.ErrNotExist) {
+		return nil
+	}
+	mounts, err := m.mountsUnder(dir)
+	if err != nil {
+		return err
+	}
+	for i := len(mounts) - 1; i >= 0; i-- {
+		if err := m.unmount(mounts[i]); err != nil {
+			return err
+		}
+	}
+	return os.RemoveAll(dir)
+}
+
+// mountsUnder lists mount points at or below dir, outermost first.
+func (m *Manager) mountsUnder(dir string) ([]string, error) {
+	all, err := m.mounts.MountPoints()
+	if err != nil {
+		return nil, err
+	}
+	var out []string
+	for _, mp := range all {
+		if mp == dir || strings.HasPrefix(mp, dir+"/") {
+			out = append(out, mp)
+		}
+	}
+	return out, nil
+}
+
+// unescapeMountPath undoes mountinfo's octal escapes (\040 for space).
+func unescapeMountPath(s string) string {
+	if !strings.Contains(s, `\`) {
+		return s
+	}
+	var b strings.Builder
+	for i := 0; i < len(s); i++ {
+		if s[i] == '\\' && i+3 < len(s) {
+			var v int
+			if _, err := fmt.Sscanf(s[i+1:i+4], "%o", &v); err == nil {
+				b.WriteByte(byte(v))
+				i += 3
+				continue
+			}
+		}
+		b.WriteByte(s[i])
+	}
+	return b.String()
+}

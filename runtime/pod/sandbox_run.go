@@ -1,0 +1,225 @@
+package pod
+
+import (
+	"context"
+	"fmt"
+	"path/filepath"
+
+	v1 "github.com/google/go-containerregistry/pkg/v1"
+	"google.golang.org/protobuf/proto"
+	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
+
+	shimv1 "github.com/berthrt/berth/proto/berth/shim/v1"
+	"github.com/berthrt/berth/runtime/errdefs"
+	"github.com/berthrt/berth/runtime/image"
+	"github.com/berthrt/berth/runtime/logctx"
+	"github.com/berthrt/berth/runtime/pinns"
+	"github.com/berthrt/berth/runtime/shim"
+	"github.com/berthrt/berth/runtime/spec"
+)
+
+// ensureImage returns the image ref names, pulling it when missing.
+func (m *Manager) ensureImage(ctx context.Context, ref string) (*image.Image, error) {
+	img, err := m.images.Get(ref)
+	if errdefs.IsNotFound(err) {
+		return m.images.Pull(ctx, ref, nil)
+	}
+	return img, err
+}
+
+// RunPodSandbox creates and starts a pod: its network namespace wired by
+// CNI, its shim, and its sandbox container. The network is set up while
+// the sandbox container is created.
+func (m *Manager) RunPodSandbox(ctx context.Context, cfg *runtimeapi.PodSandboxConfig, handlerName string) (_ string, err error) {
+	if cfg == nil {
+		return "", errdefs.InvalidArgument("config is required")
+	}
+	// Refused before anything is made: a pod without a sandbox container
+	// has no spec of its own where the request would be seen.
+	if err := spec.CheckSandboxSecurity(cfg); err != nil {
+		return "", err
+	}
+	log := logctx.From(ctx, m.log)
+	md := cfg.GetMetadata()
+	if md.GetName() == "" {
+		return "", errdefs.InvalidArgument("sandbox metadata.name is required")
+	}
+	h, err := m.handlers.Get(handlerName)
+	if err != nil {
+		return "", err
+	}
+	id := newID()
+	name := sandboxName(md)
+	if err := m.reserve(name, id); err != nil {
+		return "", err
+	}
+	var u undo
+	defer func() {
+		if err != nil {
+			u.run()
+		}
+	}()
+	u.add(func() { m.release(name, id) })
+
+	rawCfg, err := proto.Marshal(cfg)
+	if err != nil {
+		return "", err
+	}
+	sb := &sandbox{
+		rec:         sandboxRecord{ID: id, Name: name, Config: rawCfg, Handler: h.Handler, State: stateCreating, CreatedAt: nowNano()},
+		cfg:         cfg,
+		handler:     h,
+		pauseExited: make(chan struct{}),
+	}
+	// Checked for every pod: not every runtime refuses a node-wide sysctl.
+	sysctls, err := podSysctls(cfg)
+	if err != nil {
+		return "", err
+	}
+	var (
+		pauseImg *image.Image
+		pauseCfg *v1.ConfigFile
+	)
+	if needsSandboxContainer(h, cfg) {
+		if pauseImg, err = m.ensureImage(ctx, m.cfg.Image.PauseImage); err != nil {
+			return "", fmt.Errorf("pause image %s: %w", m.cfg.Image.PauseImage, err)
+		}
+		if pauseCfg, err = m.images.Config(pauseImg.ID); err != nil {
+			return "", err
+		}
+		sb.rec.ImageID = pauseImg.ID
+		sysctls = nil // set by the runtime, in the sandbox container
+	} else {
+		sb.rec.Pinned = true
+	}
+	dir := m.podDir(id)
+	if !hostNetwork(cfg) {
+		sb.rec.NetNS = filepath.Join(m.netnsDir(), id)
+	}
+	// Recorded first: a crash from here on is rolled back at restart.
+	if err := m.saveSandbox(sb); err != nil {
+		return "", err
+	}
+	u.add(func() { m.deleteRecord(bucketSandboxes, id) })
+	if err := PrivateDir(dir); err != nil {
+		return "", err
+	}
+	u.add(func() { _ = m.removeDir(dir) })
+	if err := writePodFiles(dir, cfg); err != nil {
+		return "", err
+	}
+	if !hostIPC(cfg) {
+		if err := m.mountShm(filepath.Join(dir, "shm")); err != nil {
+			return "", err
+		}
+	}
+
+	// Network, in parallel with the shim and the sandbox container.
+	netDone := make(chan struct{})
+	var netErr error
+	if sb.rec.NetNS != "" {
+		if err := m.ns.NewNetNS(sb.rec.NetNS, sysctls[pinns.Net]); err != nil {
+			return "", err
+		}
+		u.add(func() { _ = m.ns.RemoveNetNS(sb.rec.NetNS) })
+		np := m.networkPod(sb)
+		go func() {
+			defer close(netDone)
+			att, err := m.cni.Setup(ctx, np)
+			if err != nil {
+				netErr = err
+				return
+			}
+			sb.mu.Lock()
+			sb.rec.Network, sb.rec.IPs = att.Network, att.IPs
+			sb.mu.Unlock()
+		}()
+		u.add(func() {
+			// Setup cleans up after itself when it fails; a success is undone.
+			if <-netDone; netErr == nil {
+				_ = m.cni.Teardown(context.WithoutCancel(ctx), m.networkPod(sb))
+			}
+		})
+	} else {
+		close(netDone)
+	}
+
+	if sb.rec.Pinned {
+		// Undone with the pod's directory.
+		if err := m.pinNamespaces(sb, sysctls); err != nil {
+			return "", err
+		}
+	}
+
+	client, err := m.shims.Spawn(ctx, shim.SpawnOptions{
+		Binary: m.shimBin, PodID: id, StateDir: dir, Socket: m.shimSocket(id), Runtime: podRuntime(h, cfg), LogLevel: m.logLevel,
+	})
+	if err != nil {
+		return "", err
+	}
+	sb.shim = client
+	u.add(func() { m.stopShim(sb) })
+
+	if !sb.rec.Pinned {
+		pid, err := m.startSandboxContainer(ctx, sb, &u, pauseImg, pauseCfg)
+		if err != nil {
+			return "", err
+		}
+		sb.mu.Lock()
+		sb.rec.PausePid = pid
+		sb.mu.Unlock()
+	}
+	if <-netDone; netErr != nil {
+		return "", fmt.Errorf("pod network: %w", netErr)
+	}
+
+	sb.mu.Lock()
+	sb.rec.State = stateReady
+	sb.mu.Unlock()
+	if err := m.saveSandbox(sb); err != nil {
+		return "", err
+	}
+	m.mu.Lock()
+	m.sandboxes[id] = sb
+	m.mu.Unlock()
+	go m.watchShim(sb)
+	m.emit(runtimeapi.ContainerEventType_CONTAINER_CREATED_EVENT, id, id)
+	m.emit(runtimeapi.ContainerEventType_CONTAINER_STARTED_EVENT, id, id)
+	log.Info("pod sandbox running", "id", id, "name", name, "handler", h.Handler, "ips", sb.rec.IPs, "sandboxContainer", !sb.rec.Pinned)
+	return id, nil
+}
+
+// startSandboxContainer creates and starts the pod's sandbox container
+// through its shim and returns its pid; u collects the undo steps.
+func (m *Manager) startSandboxContainer(ctx context.Context, sb *sandbox, u *undo, pauseImg *image.Image, pauseCfg *v1.ConfigFile) (int, error) {
+	id, h, client, dir := sb.rec.ID, sb.handler, sb.shim, m.podDir(sb.rec.ID)
+	bundle := filepath.Join(dir, "pause")
+	lowers, err := m.images.Lease(id, pauseImg.ID)
+	if err != nil {
+		return 0, err
+	}
+	u.add(func() { _ = m.images.Release(id) })
+	rw := filepath.Join(m.ctrRootDir(), id)
+	// Before the mount: a failed mount leaves rw made.
+	u.add(func() { _ = m.removeDir(rw) })
+	if err := m.mountRootfs(lowers, rw, filepath.Join(bundle, "rootfs")); err != nil {
+		return 0, err
+	}
+	s, err := spec.Sandbox(specRuntime(h), m.host, m.specPod(sb, dir), pauseCfg, filepath.Join(bundle, "rootfs"))
+	if err != nil {
+		return 0, err
+	}
+	if err := writeSpec(bundle, s); err != nil {
+		return 0, err
+	}
+	memCg := spec.MemoryCgroupDir(m.host, s.Linux.CgroupsPath)
+	st, err := client.Create(ctx, &shimv1.CreateRequest{Id: id, Bundle: bundle, MemoryCgroup: memCg})
+	if err != nil {
+		return 0, fmt.Errorf("create sandbox container: %w", err)
+	}
+	u.add(func() { _, _ = client.Delete(context.WithoutCancel(ctx), &shimv1.DeleteRequest{Id: id, Force: true}) })
+	if _, err := client.Start(ctx, &shimv1.IDRequest{Id: id}); err != nil {
+		return 0, fmt.Errorf("start sandbox container: %w", err)
+	}
+	return int(st.Pid), nil
+}

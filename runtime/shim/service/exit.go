@@ -1,0 +1,128 @@
+package service
+
+import (
+	"encoding/json"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"time"
+
+	shimv1 "github.com/berthrt/berth/proto/berth/shim/v1"
+	"github.com/berthrt/berth/runtime/shim/reaper"
+)
+
+// onExit receives every reaped child no runtime command waits for.
+func (s *Service) onExit(e reaper.Exit) {
+	s.mu.Lock()
+	if c, ok := s.byPid[e.Pid]; ok {
+		delete(s.byPid, e.Pid)
+		s.mu.Unlock()
+		go s.containerExited(c, e)
+		return
+	}
+	if ch, ok := s.execs[e.Pid]; ok {
+		delete(s.execs, e.Pid)
+		s.mu.Unlock()
+		ch <- e
+		return
+	}
+	for pid, old := range s.early {
+		if time.Since(old.At) > time.Minute {
+			delete(s.early, pid)
+		}
+	}
+	s.early[e.Pid] = e
+	s.mu.Unlock()
+}
+
+// takeEarly returns an exit of pid that arrived after since.
+func (s *Service) takeEarly(pid int, since time.Time) (reaper.Exit, bool) {
+	e, ok := s.early[pid]
+	if !ok || e.At.Before(since) {
+		return reaper.Exit{}, false
+	}
+	delete(s.early, pid)
+	return e, true
+}
+
+// ioGrace bounds the wait for a container's output after its init exited:
+// a process it left behind may hold the pipes open.
+const ioGrace = 2 * time.Second
+
+func (s *Service) containerExited(c *container, e reaper.Exit) {
+	done := make(chan struct{})
+	go func() { c.io.Wait(); close(done) }()
+	select {
+	case <-done:
+	case <-time.After(ioGrace):
+	}
+	oom := c.memCgroup != "" && oomKilled(c.memCgroup)
+	c.mu.Lock()
+	if c.status == shimv1.Status_STATUS_STOPPED {
+		// Already recorded (a forced delete raced the runtime's wait).
+		c.mu.Unlock()
+		return
+	}
+	c.status = shimv1.Status_STATUS_STOPPED
+	c.exitCode = int32(e.Status)
+	c.finishedAt = e.At
+	c.oom = oom
+	if c.init != nil {
+		// They would keep the container's mounts alive.
+		c.init.ReleaseNamespaces()
+	}
+	c.mu.Unlock()
+	c.killExecs()
+	close(c.exited)
+	st := c.state()
+	if err := writeExit(s.exitFile(c.id), st); err != nil {
+		s.opts.Log.Warn("record exit", "id", c.id, "err", err)
+	}
+	s.opts.Log.Info("container exited", "id", c.id, "pid", e.Pid, "code", e.Status, "oom", oom)
+	s.publish(&shimv1.Event{Container: st})
+}
+
+func (s *Service) exitFile(id string) string { return filepath.Join(s.opts.StateDir, id+".exit") }
+
+// writeExit records an exit durably, so that berthd learns it even if this
+// shim is gone by the time berthd asks.
+func writeExit(path string, st *shimv1.ContainerState) error {
+	data, err := json.Marshal(st)
+	if err != nil {
+		return err
+	}
+	tmp := path + ".tmp"
+	if err := os.WriteFile(tmp, data, 0o600); err != nil {
+		return err
+	}
+	return os.Rename(tmp, path)
+}
+
+// ReadExit reads an exit recorded by a shim.
+func ReadExit(stateDir, id string) (*shimv1.ContainerState, error) {
+	data, err := os.ReadFile(filepath.Join(stateDir, id+".exit"))
+	if err != nil {
+		return nil, err
+	}
+	var st shimv1.ContainerState
+	return &st, json.Unmarshal(data, &st)
+}
+
+// oomKilled reports whether the kernel OOM-killed a process of the memory
+// cgroup dir (v1 memory.oom_control or v2 memory.events).
+func oomKilled(dir string) bool {
+	for _, f := range []string{"memory.events", "memory.oom_control"} {
+		data, err := os.ReadFile(filepath.Join(dir, f))
+		if err != nil {
+			continue
+		}
+		for _, line := range strings.Split(string(data), "\n") {
+			if v, ok := strings.CutPrefix(line, "oom_kill "); ok {
+				n, _ := strconv.Atoi(strings.TrimSpace(v))
+				return n > 0
+			}
+		}
+	}
+	return false
+}
