@@ -63,7 +63,7 @@ func NewStreaming(opts StreamingOptions, s Streams) (*Streaming, error) {
 	}
 	srv, err := streaming.NewServer(cfg, streamRuntime{s})
 	if err != nil {
-		lis.Close()
+		_ = lis.Close()
 		return nil, err
 	}
 	return &Streaming{server: srv, http: &http.Server{Handler: srv, TLSConfig: opts.TLS, ReadHeaderTimeout: 30 * time.Second}, lis: lis}, nil

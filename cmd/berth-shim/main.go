@@ -50,14 +50,14 @@ func main() {
 func run() error {
 	var (
 		podID, stateDir, socket, level, kind string
-		rt                             oci.Runtime
-		rtArgs                         listFlag
-		readyFD                        int
+		rt                                   oci.Runtime
+		rtArgs                               listFlag
+		readyFD                              int
 	)
 	flag.StringVar(&podID, "pod-id", "", "pod sandbox id")
 	flag.StringVar(&stateDir, "state-dir", "", "the shim's state directory")
 	flag.StringVar(&socket, "socket", "", "unix socket to serve the shim API on")
-	flag.StringVar(&rt.Handler, "handler", "", "runtime handler name")
+	flag.StringVar(&rt.Name, "handler", "", "runtime handler name")
 	flag.StringVar(&rt.Path, "runtime", "", "OCI runtime binary")
 	flag.StringVar(&kind, "kind", "", "the runtime's family (runc, crun, runsc, oci); empty guesses from its name")
 	flag.StringVar(&rt.Root, "runtime-root", "", "OCI runtime --root")
@@ -127,7 +127,7 @@ func run() error {
 	if readyFD >= 0 {
 		ready := os.NewFile(uintptr(readyFD), "ready")
 		_, _ = ready.Write([]byte("ok"))
-		ready.Close()
+		_ = ready.Close()
 	}
 	log.Info("shim serving", "socket", socket, "runtime", rt.Path, "pid", os.Getpid())
 	<-done

@@ -14,6 +14,7 @@ import (
 
 	"github.com/berthrt/berth/runtime/config"
 	"github.com/berthrt/berth/runtime/host"
+	"github.com/berthrt/berth/runtime/network"
 	"github.com/berthrt/berth/runtime/oci"
 )
 
@@ -34,9 +35,9 @@ func check(cfg *config.Config, w io.Writer) int {
 	mode := host.Cgroups()
 	hybrid := host.HybridControllers()
 	for _, h := range oci.NewHandlers(ctx, cfg).All() {
-		name := "runtime " + h.Handler
+		name := "runtime " + h.Name
 		if h.ProbeErr != nil {
-			add(finding{name: name, detail: h.ProbeErr.Error(), fix: fmt.Sprintf("install %s (apt-get install %s) or fix [runtimes.%s] path", h.Kind, h.Kind, h.Handler)})
+			add(finding{name: name, detail: h.ProbeErr.Error(), fix: fmt.Sprintf("install %s (apt-get install %s) or fix [runtimes.%s] path", h.Kind, h.Kind, h.Name)})
 			continue
 		}
 		detail := fmt.Sprintf("%s %s, OCI spec %s", h.Path, h.Info.Version, h.Info.SpecVersion)
@@ -54,7 +55,7 @@ func check(cfg *config.Config, w io.Writer) int {
 	if len(files) > 0 {
 		slices.Sort(files)
 		needed = nil
-		if list, err := loadList(files[0]); err != nil {
+		if list, err := network.LoadConfList(files[0]); err != nil {
 			add(finding{name: "cni config", detail: err.Error(), fix: "fix or remove " + files[0]})
 		} else {
 			add(finding{name: "cni config", detail: files[0], ok: true})
@@ -101,28 +102,17 @@ func check(cfg *config.Config, w io.Writer) int {
 			status = "FAIL"
 			failed++
 		}
-		fmt.Fprintf(w, "%s %-24s %s\n", status, f.name, f.detail)
+		_, _ = fmt.Fprintf(w, "%s %-24s %s\n", status, f.name, f.detail)
 		if !f.ok && f.fix != "" {
-			fmt.Fprintf(w, "     %-24s fix: %s\n", "", f.fix)
+			_, _ = fmt.Fprintf(w, "     %-24s fix: %s\n", "", f.fix)
 		}
 	}
 	if failed > 0 {
-		fmt.Fprintf(w, "%d prerequisite(s) missing\n", failed)
+		_, _ = fmt.Fprintf(w, "%d prerequisite(s) missing\n", failed)
 		return 1
 	}
-	fmt.Fprintln(w, "all prerequisites met")
+	_, _ = fmt.Fprintln(w, "all prerequisites met")
 	return 0
-}
-
-func loadList(file string) (*libcni.NetworkConfigList, error) {
-	if filepath.Ext(file) == ".conflist" {
-		return libcni.ConfListFromFile(file)
-	}
-	c, err := libcni.ConfFromFile(file)
-	if err != nil {
-		return nil, err
-	}
-	return libcni.ConfListFromConf(c)
 }
 
 func findIn(dirs []string, name string) string {
@@ -144,6 +134,6 @@ func writable(dir string) error {
 	if err != nil {
 		return err
 	}
-	f.Close()
+	_ = f.Close()
 	return os.Remove(f.Name())
 }

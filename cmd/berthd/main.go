@@ -55,7 +55,7 @@ func main() {
 func run(args []string, stdout, stderr io.Writer) int {
 	fs := flag.NewFlagSet("berthd", flag.ContinueOnError)
 	fs.SetOutput(stderr)
-	fs.Usage = func() { fmt.Fprint(stderr, usage); fs.PrintDefaults() }
+	fs.Usage = func() { _, _ = fmt.Fprint(stderr, usage); fs.PrintDefaults() }
 	var f flags
 	fs.StringVar(&f.config, "config", config.DefaultPath, "configuration file")
 	fs.StringVar(&f.logLevel, "log-level", "info", "debug, info, warn or error")
@@ -67,22 +67,22 @@ func run(args []string, stdout, stderr io.Writer) int {
 	fs.Visit(func(fl *flag.Flag) { f.configSet = f.configSet || fl.Name == "config" })
 	log, err := newLogger(stderr, f.logLevel, f.logFormat)
 	if err != nil {
-		fmt.Fprintln(stderr, "berthd:", err)
+		_, _ = fmt.Fprintln(stderr, "berthd:", err)
 		return 2
 	}
 	rest := fs.Args()
 	switch {
 	case len(rest) == 0:
 	case len(rest) == 2 && rest[0] == "config" && rest[1] == "default":
-		fmt.Fprint(stdout, config.Render(config.Default()))
+		_, _ = fmt.Fprint(stdout, config.Render(config.Default()))
 		return 0
 	case len(rest) == 1 && rest[0] == "version":
-		fmt.Fprintln(stdout, "berthd", server.Version)
+		_, _ = fmt.Fprintln(stdout, "berthd", server.Version)
 		return 0
 	case len(rest) == 1 && rest[0] == "check":
 		cfg, err := config.Load(f.config, f.configSet)
 		if err != nil {
-			fmt.Fprintln(stderr, "berthd:", err)
+			_, _ = fmt.Fprintln(stderr, "berthd:", err)
 			return 1
 		}
 		return check(cfg, stdout)
@@ -92,7 +92,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 	}
 	cfg, err := config.Load(f.config, f.configSet)
 	if err != nil {
-		fmt.Fprintln(stderr, "berthd:", err)
+		_, _ = fmt.Fprintln(stderr, "berthd:", err)
 		return 1
 	}
 	if err := serve(cfg, f, log); err != nil {
@@ -128,9 +128,9 @@ func serve(cfg *config.Config, f flags, log *slog.Logger) error {
 	if err != nil {
 		return err
 	}
-	defer db.Close()
+	defer func() { _ = db.Close() }()
 	var metrics *server.Metrics
-	imgOpts := image.OptionsFromConfig(cfg, log.With("room", "image"))
+	imgOpts := image.OptionsFromConfig(cfg, log.With("component", "image"))
 	if cfg.Metrics.Address != "" {
 		metrics = server.NewMetrics()
 		imgOpts.OnPull = metrics.ObservePull
@@ -146,9 +146,9 @@ func serve(cfg *config.Config, f flags, log *slog.Logger) error {
 	handlers := oci.NewHandlers(ctx, cfg)
 	for _, h := range handlers.All() {
 		if h.ProbeErr != nil {
-			log.Warn("runtime handler unusable", "handler", h.Handler, "err", h.ProbeErr)
+			log.Warn("runtime handler unusable", "handler", h.Name, "err", h.ProbeErr)
 		} else {
-			log.Info("runtime handler", "handler", h.Handler, "path", h.Path, "version", h.Info.Version, "oci", h.Info.SpecVersion)
+			log.Info("runtime handler", "handler", h.Name, "path", h.Path, "version", h.Info.Version, "oci", h.Info.SpecVersion)
 		}
 	}
 	tlsCfg, err := streamingTLS(cfg)
@@ -161,7 +161,7 @@ func serve(cfg *config.Config, f flags, log *slog.Logger) error {
 	}
 	pods, err := pod.New(ctx, pod.Options{
 		Config: cfg, DB: db, Images: images, Handlers: handlers, CNI: cni,
-		Log: log.With("room", "pod"), ShimBinary: shimBin, LogLevel: f.logLevel,
+		Log: log.With("component", "pod"), ShimBinary: shimBin, LogLevel: f.logLevel,
 	})
 	if err != nil {
 		return err
@@ -171,7 +171,7 @@ func serve(cfg *config.Config, f flags, log *slog.Logger) error {
 	if err != nil {
 		return err
 	}
-	defer stream.Close()
+	defer func() { _ = stream.Close() }()
 	go stream.Serve(log)
 	log.Info("streaming server", "address", stream.Addr(), "tls", tlsCfg != nil)
 
@@ -193,7 +193,7 @@ func serve(cfg *config.Config, f flags, log *slog.Logger) error {
 		grpc.MaxRecvMsgSize(16<<20), grpc.MaxSendMsgSize(16<<20),
 	)
 	runtimeapi.RegisterRuntimeServiceServer(srv, &server.RuntimeService{Pods: pods, Streams: pods, Streaming: stream, CgroupDriver: cfg.CgroupDriver, Log: log})
-	runtimeapi.RegisterImageServiceServer(srv, &server.ImageService{Images: images, Log: log})
+	runtimeapi.RegisterImageServiceServer(srv, &server.ImageService{Images: images, ContainerFS: pods, Log: log})
 
 	lis, err := listen(cfg.Socket)
 	if err != nil {
@@ -229,7 +229,7 @@ func serve(cfg *config.Config, f flags, log *slog.Logger) error {
 // listen creates the CRI socket: parent dirs made, a stale socket from a
 // dead berthd replaced, a live one (another berthd) left alone, mode 0660.
 func listen(path string) (net.Listener, error) {
-	if err := os.MkdirAll(filepath.Dir(path), 0o711); err != nil {
+	if err := os.MkdirAll(filepath.Dir(path), 0o711); err != nil { //nolint:gosec // the socket's parent: CRI clients of its group must traverse it
 		return nil, err
 	}
 	if fi, err := os.Lstat(path); err == nil {
@@ -237,7 +237,7 @@ func listen(path string) (net.Listener, error) {
 			return nil, fmt.Errorf("%s exists and is not a socket; not replacing it", path)
 		}
 		if c, err := net.DialTimeout("unix", path, time.Second); err == nil {
-			c.Close()
+			_ = c.Close()
 			return nil, fmt.Errorf("%s is in use: is another berthd running?", path)
 		}
 		if err := os.Remove(path); err != nil {
@@ -254,12 +254,12 @@ func listen(path string) (net.Listener, error) {
 	if err != nil {
 		return nil, err
 	}
-	if err := os.Chmod(path, 0o660); err != nil {
-		lis.Close()
+	if err := os.Chmod(path, 0o660); err != nil { //nolint:gosec // the CRI socket: root and its group, by design
+		_ = lis.Close()
 		return nil, err
 	}
 	if err := os.Chown(path, 0, 0); err != nil && os.Geteuid() == 0 {
-		lis.Close()
+		_ = lis.Close()
 		return nil, err
 	}
 	return lis, nil

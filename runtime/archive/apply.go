@@ -58,7 +58,7 @@ func Apply(ctx context.Context, r io.Reader, dir string, opts Options) (Stats, e
 	if err != nil {
 		return Stats{}, err
 	}
-	defer root.Close()
+	defer func() { _ = root.Close() }()
 	a := &applier{ctx: ctx, root: root, opts: opts, buf: make([]byte, 128<<10), seen: map[string]bool{}}
 	tr := tar.NewReader(r)
 	for {
@@ -140,7 +140,7 @@ func (a *applier) entry(hdr *tar.Header, body io.Reader) error {
 		if err := a.root.Mkdir(target, 0o700); err != nil {
 			return err
 		}
-	case tar.TypeReg, tar.TypeRegA, tar.TypeGNUSparse:
+	case tar.TypeReg, tar.TypeGNUSparse: // tar.Reader turns TypeRegA into TypeReg or TypeDir
 		if err := a.writeFile(target, hdr, body); err != nil {
 			return err
 		}
@@ -385,7 +385,7 @@ func (a *applier) copyUp(dir, src, target string) error {
 	if err != nil {
 		return err
 	}
-	defer proot.Close()
+	defer func() { _ = proot.Close() }()
 	fi, err := proot.Lstat(src)
 	if err != nil {
 		return err
@@ -437,7 +437,7 @@ func (a *applier) copyRegular(proot *os.Root, src, target string, lst *syscall.S
 	if err != nil {
 		return err
 	}
-	defer in.Close()
+	defer func() { _ = in.Close() }()
 	var st unix.Stat_t
 	if err := unix.Fstat(int(in.Fd()), &st); err != nil {
 		return err
@@ -501,7 +501,7 @@ func openFile(root *os.Root, rel string) (*os.File, error) {
 	if err != nil {
 		return nil, err
 	}
-	defer d.Close()
+	defer func() { _ = d.Close() }()
 	fd, err := unix.Openat(int(d.Fd()), base, unix.O_RDONLY|unix.O_NOFOLLOW|unix.O_NONBLOCK|unix.O_NOCTTY|unix.O_CLOEXEC, 0)
 	if err != nil {
 		return nil, &fs.PathError{Op: "openat", Path: rel, Err: err}
@@ -583,7 +583,7 @@ func (a *applier) setOpaque(dir string) error {
 	if err != nil {
 		return err
 	}
-	defer f.Close()
+	defer func() { _ = f.Close() }()
 	return unix.Fsetxattr(int(f.Fd()), "trusted.overlay.opaque", []byte("y"), 0)
 }
 
@@ -595,7 +595,7 @@ func (a *applier) atParent(target string, fn func(fd int, name string) error) er
 	if err != nil {
 		return err
 	}
-	defer d.Close()
+	defer func() { _ = d.Close() }()
 	return fn(int(d.Fd()), base)
 }
 
@@ -634,7 +634,7 @@ func (a *applier) xattrs(target string, hdr *tar.Header) error {
 	switch hdr.Typeflag {
 	case tar.TypeDir:
 		f, err = openDir(a.root, target)
-	case tar.TypeReg, tar.TypeRegA, tar.TypeGNUSparse:
+	case tar.TypeReg, tar.TypeGNUSparse: // tar.Reader turns TypeRegA into TypeReg or TypeDir
 		f, err = openFile(a.root, target)
 	default:
 		return nil
@@ -642,7 +642,7 @@ func (a *applier) xattrs(target string, hdr *tar.Header) error {
 	if err != nil {
 		return err
 	}
-	defer f.Close()
+	defer func() { _ = f.Close() }()
 	return setXattrs(int(f.Fd()), hdr)
 }
 

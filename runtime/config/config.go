@@ -39,15 +39,15 @@ type Config struct {
 	// ShimPath is the berth-shim binary; empty means next to berthd, then $PATH.
 	ShimPath string `toml:"shim_path"`
 
-	Runtimes  map[string]Runtime `toml:"runtimes"`
+	Runtimes  map[string]Handler `toml:"runtimes"`
 	Image     Image              `toml:"image"`
 	CNI       CNI                `toml:"cni"`
 	Streaming Streaming          `toml:"streaming"`
 	Metrics   Metrics            `toml:"metrics"`
 }
 
-// Runtime maps a RuntimeClass handler to an OCI runtime binary.
-type Runtime struct {
+// Handler maps a RuntimeClass handler to an OCI runtime binary.
+type Handler struct {
 	// Path of the OCI runtime binary (runc, crun, runsc, ...).
 	Path string `toml:"path"`
 	// Kind is the runtime's family, which decides what berth relies on in
@@ -155,7 +155,7 @@ func Default() *Config {
 		State:        "/run/berth",
 		Socket:       "/run/berth/berth.sock",
 		CgroupDriver: "cgroupfs",
-		Runtimes:     map[string]Runtime{},
+		Runtimes:     map[string]Handler{},
 		Image: Image{
 			PauseImage:             "registry.k8s.io/pause:3.10",
 			MaxConcurrentDownloads: 3,
@@ -178,7 +178,7 @@ func Default() *Config {
 		if err != nil {
 			continue
 		}
-		rt := Runtime{Path: path, Kind: name, Root: filepath.Join(c.State, "runtime", name), Exec: ModeDirect, Start: ModeDirect}
+		rt := Handler{Path: path, Kind: name, Root: filepath.Join(c.State, "runtime", name), Exec: ModeDirect, Start: ModeDirect}
 		if name == "runsc" {
 			// gVisor enforces a container's seccomp profile only when asked
 			// to (it filters system calls in its own kernel otherwise). Its
@@ -224,7 +224,7 @@ func Parse(text string) (*Config, error) {
 	c := Default()
 	// A file that lists runtimes replaces the detected ones.
 	if _, ok := raw["runtimes"]; ok {
-		c.Runtimes = map[string]Runtime{}
+		c.Runtimes = map[string]Handler{}
 	}
 	if _, err := toml.Decode(text, c); err != nil {
 		return nil, err

@@ -52,7 +52,7 @@ func checkValue(v any, t reflect.Type, key string) []error {
 			return mistyped("a string")
 		}
 		if err := reflect.New(t).Interface().(encoding.TextUnmarshaler).UnmarshalText([]byte(s)); err != nil {
-			return []error{fmt.Errorf("%s: invalid value %q: %v", key, s, err)}
+			return []error{fmt.Errorf("%s: invalid value %q: %w", key, s, err)}
 		}
 		return nil
 	}

@@ -8,7 +8,6 @@ import (
 	"net"
 	"net/http"
 	"runtime"
-	"strings"
 
 	"github.com/google/go-containerregistry/pkg/v1/remote/transport"
 	"golang.org/x/sys/unix"
@@ -35,7 +34,7 @@ func classify(ref Ref, errs []error) error {
 	if isNotFound(last) {
 		return errdefs.NotFound("image %s: %v", ref, all)
 	}
-	if strings.Contains(last.Error(), "no child with platform") {
+	if errors.Is(last, errNoPlatform) {
 		return errdefs.NotFound("image %s has no manifest for linux/%s: %v", ref, runtime.GOARCH, all)
 	}
 	return fmt.Errorf("pull %s: %w", ref, all)

@@ -25,26 +25,28 @@ import (
 	"github.com/berthrt/berth/runtime/store"
 )
 
-func (s *Store) lease(chain []string) {
+// hold marks chain as held by an in-flight pull (not a lease: leases are
+// the records of what containers use).
+func (s *Store) hold(chain []string) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	for _, c := range chain {
-		s.leased[c]++
+		s.held[c]++
 	}
 }
 
-// release ends a pull's hold on chain. A layer unpacked for a chain that
+// unhold ends a pull's hold on chain. A layer unpacked for a chain that
 // no pull holds any more is recorded by now, or it is removed at once: a
 // failed pull's layers (a full disk wants the room back now, not at the
 // next collection), or a duplicate of a layer another pull recorded first.
-func (s *Store) release(chain []string) {
+func (s *Store) unhold(chain []string) {
 	var drop []string
 	s.mu.Lock()
 	for _, c := range chain {
-		if s.leased[c]--; s.leased[c] > 0 {
+		if s.held[c]--; s.held[c] > 0 {
 			continue
 		}
-		delete(s.leased, c)
+		delete(s.held, c)
 		l := s.unpacked[c]
 		if l == nil {
 			continue
@@ -78,7 +80,7 @@ func (s *Store) recorded(l *layer) bool {
 
 // fetchLayers downloads and unpacks the layers the store lacks, at most
 // MaxConcurrentDownloads at once, and returns the records of all layers.
-func (s *Store) fetchLayers(ctx context.Context, ref Ref, res *resolved, descs []v1.Descriptor, diffIDs, chain []string, prog *progress) ([]*layer, error) {
+func (s *Store) fetchLayers(ctx context.Context, res *resolved, descs []v1.Descriptor, diffIDs, chain []string, prog *progress) ([]*layer, error) {
 	records := make([]*layer, len(chain))
 	done := make([]chan struct{}, len(chain))
 	errs := make([]error, len(chain))
@@ -197,13 +199,13 @@ func (s *Store) fetchLayer(ctx context.Context, img v1.Image, desc v1.Descriptor
 	if err != nil {
 		return nil, err
 	}
-	defer ls.Close()
+	defer func() { _ = ls.Close() }()
 	tmp, err := os.MkdirTemp(s.tmpDir(), "layer-")
 	if err != nil {
 		return nil, err
 	}
-	defer os.RemoveAll(tmp)
-	if err := os.Chmod(tmp, 0o755); err != nil {
+	defer func() { _ = os.RemoveAll(tmp) }()
+	if err := os.Chmod(tmp, 0o755); err != nil { //nolint:gosec // a layer is the root of containers of any user: 0755 as in images
 		return nil, err
 	}
 	uncompressed := sha256.New()
@@ -253,7 +255,7 @@ func openLayer(img v1.Image, desc v1.Descriptor, prog *progress) (*layerStream, 
 	ls.counted = &countingReader{r: io.TeeReader(rc, ls.compressed), prog: prog}
 	ls.br = bufio.NewReaderSize(ls.counted, 256<<10)
 	if ls.ReadCloser, err = decompress(ls.br); err != nil {
-		rc.Close()
+		_ = rc.Close()
 		return nil, err
 	}
 	return ls, nil
@@ -278,7 +280,7 @@ func (ls *layerStream) check(desc v1.Descriptor) error {
 }
 
 func (ls *layerStream) Close() error {
-	ls.ReadCloser.Close()
+	_ = ls.ReadCloser.Close()
 	return ls.rc.Close()
 }
 
@@ -304,7 +306,7 @@ func syncfs(dir string) error {
 	if err != nil {
 		return err
 	}
-	defer f.Close()
+	defer func() { _ = f.Close() }()
 	return unix.Syncfs(int(f.Fd()))
 }
 

@@ -98,20 +98,20 @@ func (s *Store) pull(ctx context.Context, ref Ref, auth *Auth) (img *Image, err 
 
 	// Hold the chain, and the layers unpacked for it, against collection
 	// and against other pulls from here to the commit.
-	s.lease(chain)
-	defer s.release(chain)
+	s.hold(chain)
+	defer s.unhold(chain)
 
-	records, err := s.fetchLayers(ctx, ref, res, manifest.Layers, diffIDs, chain, prog)
+	records, err := s.fetchLayers(ctx, res, manifest.Layers, diffIDs, chain, prog)
 	if err != nil {
 		if cause := context.Cause(ctx); errors.Is(cause, errStalled) {
 			err = cause
 		}
 		return nil, s.fetchErr(ctx, ref, err)
 	}
-	if _, err := s.writeBlob(rawConfig); err != nil {
+	if err := s.writeBlob(rawConfig); err != nil {
 		return nil, s.fetchErr(ctx, ref, err)
 	}
-	if _, err := s.writeBlob(rawManifest); err != nil {
+	if err := s.writeBlob(rawManifest); err != nil {
 		return nil, s.fetchErr(ctx, ref, err)
 	}
 	hook("blobs-written")

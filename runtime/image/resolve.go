@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
+	"errors"
 	"fmt"
 	"runtime"
 	"slices"
@@ -144,7 +145,7 @@ func (s *Store) resolve(ctx context.Context, ref Ref, auth *Auth) (*resolved, er
 		case types.DockerManifestSchema1, types.DockerManifestSchema1Signed:
 			return nil, errdefs.FailedPrecondition("image %s: Docker schema 1 manifests are not supported", ref)
 		}
-		img, err := desc.Image()
+		img, err := imageFor(desc, platform)
 		if err != nil {
 			errs = append(errs, fmt.Errorf("%s: %w", ep.host, err))
 			continue
@@ -152,4 +153,52 @@ func (s *Store) resolve(ctx context.Context, ref Ref, auth *Auth) (*resolved, er
 		return &resolved{img: img, topDigest: desc.Digest.String(), ep: ep}, nil
 	}
 	return nil, classify(ref, errs)
+}
+
+// errNoPlatform: an index has no manifest for this node's platform.
+var errNoPlatform = errors.New("no manifest for this platform")
+
+// imageFor is desc's image, or its index's child for platform (berth
+// picks it, rather than go-containerregistry, whose "no child" error has
+// no type to recognise).
+func imageFor(desc *remote.Descriptor, platform v1.Platform) (v1.Image, error) {
+	if !desc.MediaType.IsIndex() {
+		return desc.Image()
+	}
+	idx, err := desc.ImageIndex()
+	if err != nil {
+		return nil, err
+	}
+	for depth := 0; depth < 4; depth++ { // an index of indexes, bounded
+		m, err := idx.IndexManifest()
+		if err != nil {
+			return nil, err
+		}
+		child, ok := childFor(m, platform)
+		if !ok {
+			return nil, fmt.Errorf("%w: %s in index %s", errNoPlatform, platform, desc.Digest)
+		}
+		if !child.MediaType.IsIndex() {
+			return idx.Image(child.Digest)
+		}
+		if idx, err = idx.ImageIndex(child.Digest); err != nil {
+			return nil, err
+		}
+	}
+	return nil, fmt.Errorf("%w: indexes nested too deep in %s", errNoPlatform, desc.Digest)
+}
+
+// childFor finds platform's manifest in an index (one without a platform
+// is linux/amd64's, as go-containerregistry assumes).
+func childFor(m *v1.IndexManifest, platform v1.Platform) (v1.Descriptor, bool) {
+	for _, d := range m.Manifests {
+		p := v1.Platform{OS: "linux", Architecture: "amd64"}
+		if d.Platform != nil {
+			p = *d.Platform
+		}
+		if p.Satisfies(platform) {
+			return d, true
+		}
+	}
+	return v1.Descriptor{}, false
 }

@@ -106,12 +106,12 @@ type Store struct {
 	log  *slog.Logger
 
 	// mu serialises metadata commits with garbage collection and guards
-	// what in-flight pulls hold: leased counts them per chain ID, unpacked
+	// what in-flight pulls hold: held counts them per chain ID, unpacked
 	// are the layers they unpacked and have not recorded yet (by chain ID),
 	// and claimed the layer directories of those layers and of unpacks in
 	// progress. The collector removes none of them.
 	mu       sync.Mutex
-	leased   map[string]int
+	held     map[string]int
 	unpacked map[string]*layer
 	claimed  map[string]bool
 
@@ -134,7 +134,7 @@ func New(db *store.DB, opts Options) (*Store, error) {
 	if opts.ProgressTimeout <= 0 {
 		opts.ProgressTimeout = time.Minute
 	}
-	s := &Store{opts: opts, db: db, log: opts.Logger, leased: map[string]int{}, unpacked: map[string]*layer{},
+	s := &Store{opts: opts, db: db, log: opts.Logger, held: map[string]int{}, unpacked: map[string]*layer{},
 		claimed: map[string]bool{}, configs: map[string]*v1.ConfigFile{}}
 	for _, d := range []string{s.blobDir(), s.layersDir(), s.tmpDir()} {
 		if err := os.MkdirAll(d, 0o700); err != nil {
@@ -143,7 +143,7 @@ func New(db *store.DB, opts Options) (*Store, error) {
 	}
 	// The layers directory is what containers see through overlayfs; it
 	// must be traversable by non-root container users.
-	if err := os.Chmod(s.layersDir(), 0o711); err != nil {
+	if err := os.Chmod(s.layersDir(), 0o711); err != nil { //nolint:gosec // see above: traversable, not listable
 		return nil, err
 	}
 	if err := s.recover(); err != nil {
@@ -214,7 +214,7 @@ func (s *Store) collect() error {
 	keepBlobs := map[string]bool{}
 	err := s.db.Update(func(tx *store.Tx) error {
 		used := map[string]bool{}
-		for c := range s.leased {
+		for c := range s.held {
 			used[c] = true
 		}
 		images, err := store.All[Image](tx, bucketImages)
@@ -288,30 +288,30 @@ func (s *Store) collect() error {
 }
 
 // writeBlob stores data under its sha256 digest, atomically.
-func (s *Store) writeBlob(data []byte) (string, error) {
+func (s *Store) writeBlob(data []byte) error {
 	sum := sha256.Sum256(data)
 	hexd := hex.EncodeToString(sum[:])
 	final := filepath.Join(s.blobDir(), hexd)
 	if _, err := os.Stat(final); err == nil {
-		return "sha256:" + hexd, nil
+		return nil
 	}
 	tmp, err := os.CreateTemp(s.tmpDir(), "blob-")
 	if err != nil {
-		return "", err
+		return err
 	}
-	defer os.Remove(tmp.Name())
+	defer func() { _ = os.Remove(tmp.Name()) }()
 	if _, err := tmp.Write(data); err != nil {
-		tmp.Close()
-		return "", err
+		_ = tmp.Close()
+		return err
 	}
 	if err := tmp.Sync(); err != nil {
-		tmp.Close()
-		return "", err
+		_ = tmp.Close()
+		return err
 	}
 	if err := tmp.Close(); err != nil {
-		return "", err
+		return err
 	}
-	return "sha256:" + hexd, os.Rename(tmp.Name(), final)
+	return os.Rename(tmp.Name(), final)
 }
 
 func (s *Store) readBlob(digest string) ([]byte, error) {
@@ -421,7 +421,7 @@ func isHex(s string) bool {
 		return false
 	}
 	for _, c := range s {
-		if !('0' <= c && c <= '9' || 'a' <= c && c <= 'f') {
+		if (c < '0' || c > '9') && (c < 'a' || c > 'f') {
 			return false
 		}
 	}

@@ -62,7 +62,7 @@ func (t *registryTransport) RoundTrip(req *http.Request) (*http.Response, error)
 	if req.URL.Host == t.host {
 		if req.URL.Scheme == "http" && !t.plain {
 			if req.Body != nil {
-				req.Body.Close()
+				_ = req.Body.Close()
 			}
 			return nil, fmt.Errorf("%s: plain HTTP is used only for insecure registries, http:// mirrors and loopback", t.host)
 		}
@@ -99,7 +99,7 @@ func redirectedFrom(req *http.Request) *http.Request {
 // reading of one that turns out larger.
 func capBody(resp *http.Response, limit int64) (*http.Response, error) {
 	if resp.ContentLength > limit {
-		resp.Body.Close()
+		_ = resp.Body.Close()
 		return nil, tooLarge(resp.Request, limit)
 	}
 	resp.Body = &cappedBody{ReadCloser: resp.Body, req: resp.Request, limit: limit}

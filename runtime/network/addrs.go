@@ -30,7 +30,7 @@ func restoreAddrs(path string, res cnitypes.Result) error {
 		}
 		return err
 	}
-	defer ns.Close()
+	defer func() { _ = ns.Close() }()
 	h, err := netlink.NewHandleAt(ns)
 	if err != nil {
 		return fmt.Errorf("netlink in %s: %w", path, err)

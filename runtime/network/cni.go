@@ -92,11 +92,11 @@ func WriteDefaultConf(dir, subnet string) error {
 	if err != nil {
 		return err
 	}
-	if err := os.MkdirAll(dir, 0o755); err != nil {
+	if err := os.MkdirAll(dir, 0o755); err != nil { //nolint:gosec // the CNI config dir is read by CNI plugins and tools, 0755 as installed
 		return err
 	}
 	tmp := filepath.Join(dir, "."+DefaultConfName+".tmp")
-	if err := os.WriteFile(tmp, append(data, '\n'), 0o644); err != nil {
+	if err := os.WriteFile(tmp, append(data, '\n'), 0o644); err != nil { //nolint:gosec // CNI config is public (no secrets), readable as its installers make it
 		return err
 	}
 	return os.Rename(tmp, filepath.Join(dir, DefaultConfName))
@@ -124,15 +124,7 @@ func (c *CNI) load() (*libcni.NetworkConfigList, error) {
 	if c.list != nil && c.mod == mod {
 		return c.list, nil
 	}
-	var list *libcni.NetworkConfigList
-	if strings.HasSuffix(file, ".conflist") {
-		list, err = libcni.ConfListFromFile(file)
-	} else {
-		var one *libcni.NetworkConfig
-		if one, err = libcni.ConfFromFile(file); err == nil {
-			list, err = libcni.ConfListFromConf(one)
-		}
-	}
+	list, err := LoadConfList(file)
 	if err != nil {
 		return nil, fmt.Errorf("cni config %s: %w", file, err)
 	}
@@ -275,4 +267,34 @@ func (c *CNI) Teardown(ctx context.Context, p Pod) error {
 		return fmt.Errorf("cni del %s: %w", list.Name, err)
 	}
 	return nil
+}
+
+// LoadConfList loads a CNI configuration file: a .conflist, or a single
+// plugin's configuration (.conf, .json) as a list of that one plugin, as
+// libcni's deprecated ConfFromFile and ConfListFromConf did.
+func LoadConfList(file string) (*libcni.NetworkConfigList, error) {
+	if strings.HasSuffix(file, ".conflist") {
+		return libcni.NetworkConfFromFile(file)
+	}
+	data, err := os.ReadFile(file)
+	if err != nil {
+		return nil, fmt.Errorf("error reading %s: %w", file, err)
+	}
+	one, err := libcni.NetworkPluginConfFromBytes(data)
+	if err != nil {
+		return nil, err
+	}
+	var plugin map[string]any
+	if err := json.Unmarshal(one.Bytes, &plugin); err != nil {
+		return nil, err
+	}
+	data, err = json.Marshal(map[string]any{
+		"name":       one.Network.Name,
+		"cniVersion": one.Network.CNIVersion,
+		"plugins":    []any{plugin},
+	})
+	if err != nil {
+		return nil, err
+	}
+	return libcni.NetworkConfFromBytes(data)
 }

@@ -19,7 +19,7 @@ func Interfaces(path string) []NICStats {
 	if err != nil {
 		return nil
 	}
-	defer ns.Close()
+	defer func() { _ = ns.Close() }()
 	h, err := netlink.NewHandleAt(ns)
 	if err != nil {
 		return nil

@@ -17,7 +17,7 @@ type Handler struct {
 	Annotations map[string]string
 	Info        *Info
 	// PodAnnotations and ContainerAnnotations are the patterns of the CRI
-	// annotations passed to the runtime (config.Runtime's).
+	// annotations passed to the runtime (config.Handler's).
 	PodAnnotations, ContainerAnnotations []string
 	// ProbeErr is why the runtime could not be asked; such a handler is
 	// listed but refuses pods.
@@ -39,7 +39,7 @@ func NewHandlers(ctx context.Context, c *config.Config) *Handlers {
 		// The config validated the kind.
 		kind, _ := ParseKind(rc.Kind, rc.Path)
 		hd := &Handler{
-			Runtime: &Runtime{Handler: name, Path: rc.Path, Kind: kind, Root: rc.Root, Args: rc.Args,
+			Runtime: &Runtime{Name: name, Path: rc.Path, Kind: kind, Root: rc.Root, Args: rc.Args,
 				DirectExec: rc.Exec != config.ModeRuntime, DirectStart: rc.Start != config.ModeRuntime},
 			Annotations: rc.Annotations, PodAnnotations: rc.PodAnnotations, ContainerAnnotations: rc.ContainerAnnotations,
 		}

@@ -16,9 +16,9 @@ import (
 
 // Runtime is one configured handler's OCI runtime.
 type Runtime struct {
-	// Handler is the RuntimeClass handler name.
-	Handler string
-	Path    string
+	// Name is the RuntimeClass handler name.
+	Name string
+	Path string
 	// Kind is the runtime's family (config's kind, or guessed from Path).
 	Kind Kind
 	// Root is the runtime's state directory (--root); empty keeps its own.

@@ -64,7 +64,7 @@ func (m *Manager) CreateContainer(ctx context.Context, podID string, cfg *runtim
 			u.run()
 		}
 	}()
-	u.add(func() { m.release(name, id) })
+	u.add(func() { m.releaseName(name, id) })
 
 	rawCfg, err := proto.Marshal(cfg)
 	if err != nil {
@@ -109,7 +109,7 @@ func (m *Manager) CreateContainer(ctx context.Context, podID string, cfg *runtim
 		}
 		in.TargetPid = target.snapshot().Pid
 	}
-	s, user, err := spec.ForContainer(specRuntime(sb.handler), m.host, m.specPod(sb, m.podDir(sbRec.ID)), in)
+	s, user, err := spec.ForContainer(specTarget(sb.handler), m.host, m.specPod(sb, m.podDir(sbRec.ID)), in)
 	if err != nil {
 		return "", err
 	}
@@ -119,7 +119,7 @@ func (m *Manager) CreateContainer(ctx context.Context, podID string, cfg *runtim
 	logPath := ""
 	if dir, p := sb.cfg.GetLogDirectory(), cfg.GetLogPath(); dir != "" && p != "" {
 		logPath = filepath.Join(dir, p)
-		if err := os.MkdirAll(filepath.Dir(logPath), 0o755); err != nil {
+		if err := os.MkdirAll(filepath.Dir(logPath), 0o755); err != nil { //nolint:gosec // the kubelet's pod log dir, read by log collectors, 0755 as the kubelet makes it
 			return "", err
 		}
 	}

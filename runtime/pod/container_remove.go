@@ -63,7 +63,7 @@ func (m *Manager) removeContainer(ctx context.Context, c *container) error {
 	c.mu.Lock()
 	c.removed = true
 	c.mu.Unlock()
-	m.release(rec.Name, rec.ID)
+	m.releaseName(rec.Name, rec.ID)
 	m.forgetStats(rec.ID)
 	c.markExited()
 	m.emit(runtimeapi.ContainerEventType_CONTAINER_DELETED_EVENT, rec.ID, rec.SandboxID)

@@ -2,9 +2,8 @@ package pod
 
 import (
 	"context"
-	"os"
-	"strings"
 
+	"github.com/moby/sys/mountinfo"
 	"golang.org/x/sys/unix"
 
 	shimv1 "github.com/berthrt/berth/proto/berth/shim/v1"
@@ -98,17 +97,13 @@ func (realMounter) Mount(source, target, fstype string, flags uintptr, data stri
 func (realMounter) Unmount(target string, flags int) error { return unix.Unmount(target, flags) }
 
 func (realMounter) MountPoints() ([]string, error) {
-	data, err := os.ReadFile("/proc/self/mountinfo")
+	infos, err := mountinfo.GetMounts(nil)
 	if err != nil {
 		return nil, err
 	}
-	var out []string
-	for _, line := range strings.Split(string(data), "\n") {
-		f := strings.Fields(line)
-		if len(f) < 5 {
-			continue
-		}
-		out = append(out, unescapeMountPath(f[4]))
+	out := make([]string, len(infos))
+	for i, mi := range infos {
+		out[i] = mi.Mountpoint
 	}
 	return out, nil
 }

@@ -167,7 +167,7 @@ func newFakeShim(stateDir string) *fakeShim {
 
 func (s *fakeShim) reconnect() *fakeShim {
 	c := &fakeShim{shimState: s.shimState, done: make(chan struct{}), doneOnce: &sync.Once{}}
-	c.failures.errs = s.failures.errs
+	c.errs = s.errs
 	s.mu.Lock()
 	s.conns = append(s.conns, c)
 	s.mu.Unlock()
@@ -657,8 +657,8 @@ func newEnv(t *testing.T) *env {
 		cni:     &fakeCNI{attached: map[string]bool{}},
 		hs: &fakeHandlers{byName: map[string]*oci.Handler{
 			// The binaries do not exist: a runtime call fails at once.
-			"runc":  {Runtime: &oci.Runtime{Handler: "runc", Path: filepath.Join(dir, "bin", "runc")}, Info: &oci.Info{SpecVersion: "1.2.0"}},
-			"runsc": {Runtime: &oci.Runtime{Handler: "runsc", Path: filepath.Join(dir, "bin", "runsc")}, Info: &oci.Info{SpecVersion: "1.2.0"}},
+			"runc":  {Runtime: &oci.Runtime{Name: "runc", Path: filepath.Join(dir, "bin", "runc")}, Info: &oci.Info{SpecVersion: "1.2.0"}},
+			"runsc": {Runtime: &oci.Runtime{Name: "runsc", Path: filepath.Join(dir, "bin", "runsc")}, Info: &oci.Info{SpecVersion: "1.2.0"}},
 		}},
 	}
 	e.start()

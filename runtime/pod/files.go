@@ -59,7 +59,7 @@ func resolvConf(dns *runtimeapi.DNSConfig) string {
 
 func writeFile(path, content string) error {
 	tmp := path + ".tmp"
-	if err := os.WriteFile(tmp, []byte(content), 0o644); err != nil {
+	if err := os.WriteFile(tmp, []byte(content), 0o644); err != nil { //nolint:gosec // hosts, resolv.conf, hostname: read by every container user
 		return err
 	}
 	return os.Rename(tmp, path)
@@ -75,7 +75,7 @@ func PrivateDir(dir string) error {
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return err
 	}
-	if err := os.Chmod(dir, 0o700); err != nil {
+	if err := os.Chmod(dir, 0o700); err != nil { //nolint:gosec // a directory, owner only: its x bit is the point
 		return fmt.Errorf("restrict %s: %w", dir, err)
 	}
 	return nil

@@ -25,9 +25,9 @@ func (m *Manager) NetworkReady(ctx context.Context) error { return m.cni.Status(
 func (m *Manager) Handlers(ctx context.Context) []*runtimeapi.RuntimeHandler {
 	var out []*runtimeapi.RuntimeHandler
 	for _, h := range m.handlers.All() {
-		rh := &runtimeapi.RuntimeHandler{Name: h.Handler, Features: handlerFeatures(h)}
+		rh := &runtimeapi.RuntimeHandler{Name: h.Name, Features: handlerFeatures(h)}
 		out = append(out, rh)
-		if h.Handler == m.handlers.Default() {
+		if h.Name == m.handlers.Default() {
 			out = append([]*runtimeapi.RuntimeHandler{{Name: "", Features: rh.Features}}, out...)
 		}
 	}
@@ -59,7 +59,7 @@ func (m *Manager) Info(ctx context.Context) map[string]any {
 		if h.ProbeErr != nil {
 			e["error"] = h.ProbeErr.Error()
 		}
-		handlers[h.Handler] = e
+		handlers[h.Name] = e
 	}
 	return map[string]any{
 		"handlers":       handlers,

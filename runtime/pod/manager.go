@@ -167,7 +167,7 @@ func (m *Manager) reserve(name, id string) error {
 	return nil
 }
 
-func (m *Manager) release(name, id string) {
+func (m *Manager) releaseName(name, id string) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	if m.names[name] == id {
@@ -240,9 +240,9 @@ func matchLabels(labels, selector map[string]string) bool {
 	return true
 }
 
-// specRuntime is what spec generation needs of a handler.
-func specRuntime(h *oci.Handler) spec.Runtime {
-	rt := spec.Runtime{
+// specTarget is what spec generation needs of a handler.
+func specTarget(h *oci.Handler) spec.Target {
+	rt := spec.Target{
 		Kind: string(h.Kind), OCIVersion: h.Info.SpecVersion, Annotations: h.Annotations,
 		PodAnnotations: h.PodAnnotations, ContainerAnnotations: h.ContainerAnnotations,
 	}

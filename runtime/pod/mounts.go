@@ -12,7 +12,7 @@ import (
 
 // mountShm mounts the pod's /dev/shm tmpfs at dir.
 func (m *Manager) mountShm(dir string) error {
-	if err := os.MkdirAll(dir, 0o755); err != nil {
+	if err := os.MkdirAll(dir, 0o755); err != nil { //nolint:gosec // a container's /dev/shm mount point: any container user traverses it
 		return err
 	}
 	if err := m.mounts.Mount("shm", dir, "tmpfs", unix.MS_NOSUID|unix.MS_NODEV|unix.MS_NOEXEC, "mode=1777,size=65536k"); err != nil {
@@ -32,7 +32,7 @@ func (m *Manager) mountRootfs(lower []string, rwDir, target string) error {
 		}
 	}
 	for _, d := range []string{upper, target} {
-		if err := os.MkdirAll(d, 0o755); err != nil {
+		if err := os.MkdirAll(d, 0o755); err != nil { //nolint:gosec // the rootfs and its upper layer: any container user traverses them
 			return err
 		}
 	}
@@ -49,7 +49,7 @@ func (m *Manager) mountRootfs(lower []string, rwDir, target string) error {
 // mountReadOnly mounts the layers (top first) read-only at dir: one layer
 // is bound, several are an overlay without an upper layer.
 func (m *Manager) mountReadOnly(lowers []string, dir string) error {
-	if err := os.MkdirAll(dir, 0o755); err != nil {
+	if err := os.MkdirAll(dir, 0o755); err != nil { //nolint:gosec // a rootfs mount point: any container user traverses it
 		return err
 	}
 	if len(lowers) == 1 {
@@ -115,24 +115,4 @@ func (m *Manager) mountsUnder(dir string) ([]string, error) {
 		}
 	}
 	return out, nil
-}
-
-// unescapeMountPath undoes mountinfo's octal escapes (\040 for space).
-func unescapeMountPath(s string) string {
-	if !strings.Contains(s, `\`) {
-		return s
-	}
-	var b strings.Builder
-	for i := 0; i < len(s); i++ {
-		if s[i] == '\\' && i+3 < len(s) {
-			var v int
-			if _, err := fmt.Sscanf(s[i+1:i+4], "%o", &v); err == nil {
-				b.WriteByte(byte(v))
-				i += 3
-				continue
-			}
-		}
-		b.WriteByte(s[i])
-	}
-	return b.String()
 }

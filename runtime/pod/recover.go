@@ -89,7 +89,7 @@ func (m *Manager) recover(ctx context.Context) error {
 			continue
 		}
 		m.resync(sb, sb.shim)
-		go m.watchShim(sb)
+		go m.watchShim(sb) //nolint:gosec // the watcher follows the shim for the pod's life, not this call's
 	}
 	if len(sbRecs) > 0 {
 		m.log.Info("recovered pods", "pods", len(m.sandboxes), "containers", len(m.containers), "duration", time.Since(start).Round(time.Millisecond))

@@ -79,7 +79,7 @@ func (m *Manager) RemovePodSandbox(ctx context.Context, id string) error {
 	sb.mu.Lock()
 	sb.removed = true
 	sb.mu.Unlock()
-	m.release(rec.Name, rec.ID)
+	m.releaseName(rec.Name, rec.ID)
 	m.forgetStats(rec.ID)
 	m.emit(runtimeapi.ContainerEventType_CONTAINER_DELETED_EVENT, rec.ID, rec.ID)
 	logctx.From(ctx, m.log).Info("pod sandbox removed", "id", rec.ID)

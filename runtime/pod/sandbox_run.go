@@ -59,14 +59,14 @@ func (m *Manager) RunPodSandbox(ctx context.Context, cfg *runtimeapi.PodSandboxC
 			u.run()
 		}
 	}()
-	u.add(func() { m.release(name, id) })
+	u.add(func() { m.releaseName(name, id) })
 
 	rawCfg, err := proto.Marshal(cfg)
 	if err != nil {
 		return "", err
 	}
 	sb := &sandbox{
-		rec:         sandboxRecord{ID: id, Name: name, Config: rawCfg, Handler: h.Handler, State: stateCreating, CreatedAt: nowNano()},
+		rec:         sandboxRecord{ID: id, Name: name, Config: rawCfg, Handler: h.Name, State: stateCreating, CreatedAt: nowNano()},
 		cfg:         cfg,
 		handler:     h,
 		pauseExited: make(chan struct{}),
@@ -182,10 +182,10 @@ func (m *Manager) RunPodSandbox(ctx context.Context, cfg *runtimeapi.PodSandboxC
 	m.mu.Lock()
 	m.sandboxes[id] = sb
 	m.mu.Unlock()
-	go m.watchShim(sb)
+	go m.watchShim(sb) //nolint:gosec // the watcher follows the shim for the pod's life, not this request's
 	m.emit(runtimeapi.ContainerEventType_CONTAINER_CREATED_EVENT, id, id)
 	m.emit(runtimeapi.ContainerEventType_CONTAINER_STARTED_EVENT, id, id)
-	log.Info("pod sandbox running", "id", id, "name", name, "handler", h.Handler, "ips", sb.rec.IPs, "sandboxContainer", !sb.rec.Pinned)
+	log.Info("pod sandbox running", "id", id, "name", name, "handler", h.Name, "ips", sb.rec.IPs, "sandboxContainer", !sb.rec.Pinned)
 	return id, nil
 }
 
@@ -205,7 +205,7 @@ func (m *Manager) startSandboxContainer(ctx context.Context, sb *sandbox, u *und
 	if err := m.mountRootfs(lowers, rw, filepath.Join(bundle, "rootfs")); err != nil {
 		return 0, err
 	}
-	s, err := spec.Sandbox(specRuntime(h), m.host, m.specPod(sb, dir), pauseCfg, filepath.Join(bundle, "rootfs"))
+	s, err := spec.Sandbox(specTarget(h), m.host, m.specPod(sb, dir), pauseCfg, filepath.Join(bundle, "rootfs"))
 	if err != nil {
 		return 0, err
 	}

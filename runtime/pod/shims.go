@@ -12,7 +12,7 @@ import (
 
 	shimv1 "github.com/berthrt/berth/proto/berth/shim/v1"
 	"github.com/berthrt/berth/runtime/errdefs"
-	"github.com/berthrt/berth/runtime/shim/service"
+	"github.com/berthrt/berth/runtime/shim/exitfile"
 )
 
 // watchShim follows a pod's shim: its exit events update container states
@@ -118,7 +118,7 @@ func (m *Manager) shimLost(sb *sandbox) {
 		if cr.State == stateExited {
 			continue
 		}
-		st, err := service.ReadExit(dir, cr.ID)
+		st, err := exitfile.Read(dir, cr.ID)
 		if err != nil {
 			st = &shimv1.ContainerState{Id: cr.ID, Status: shimv1.Status_STATUS_STOPPED, ExitCode: 255, FinishedAt: nowNano()}
 		}

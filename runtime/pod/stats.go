@@ -13,6 +13,7 @@ import (
 	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
 
 	"github.com/berthrt/berth/runtime/cgroups"
+	"github.com/berthrt/berth/runtime/image"
 	"github.com/berthrt/berth/runtime/network"
 	"github.com/berthrt/berth/runtime/spec"
 )
@@ -158,6 +159,25 @@ func (m *Manager) writableLayer(id string) *runtimeapi.FilesystemUsage {
 	}
 }
 
+// ContainerUsage is what every container's writable layer occupies (the
+// CRI's container filesystem of ImageFsInfo), from the same cached
+// measurements as container stats.
+func (m *Manager) ContainerUsage() (image.FsUsage, error) {
+	u := image.FsUsage{Mountpoint: m.ctrRootDir()}
+	m.mu.Lock()
+	ids := make([]string, 0, len(m.containers))
+	for id := range m.containers {
+		ids = append(ids, id)
+	}
+	m.mu.Unlock()
+	for _, id := range ids {
+		l := m.writableLayer(id)
+		u.Bytes += int64(l.UsedBytes.GetValue())
+		u.Inodes += int64(l.InodesUsed.GetValue())
+	}
+	return u, nil
+}
+
 // diskUsage sums the allocated bytes and counts the inodes under dir, a
 // container's writable layer, which the container changes while it is
 // measured. The walk goes from opened directory to opened directory
@@ -171,7 +191,7 @@ func diskUsage(dir string) (bytes, inodes uint64) {
 	}
 	var st unix.Stat_t
 	if err := unix.Fstat(fd, &st); err != nil {
-		unix.Close(fd)
+		_ = unix.Close(fd)
 		return 0, 0
 	}
 	w := &usageWalk{dev: st.Dev, seen: map[uint64]bool{}}
@@ -201,7 +221,7 @@ func (w *usageWalk) add(st *unix.Stat_t) {
 // dir measures the entries of the open directory fd, and closes it.
 func (w *usageWalk) dir(fd, depth int) {
 	f := os.NewFile(uintptr(fd), "")
-	defer f.Close()
+	defer func() { _ = f.Close() }()
 	for {
 		names, err := f.Readdirnames(1024)
 		for _, name := range names {
@@ -231,7 +251,7 @@ func (w *usageWalk) entry(dirfd int, name string, depth int) {
 	// Swapped since the fstatat: what was opened is not what was counted.
 	var opened unix.Stat_t
 	if err := unix.Fstat(fd, &opened); err != nil || opened.Dev != st.Dev || opened.Ino != st.Ino {
-		unix.Close(fd)
+		_ = unix.Close(fd)
 		return
 	}
 	w.dir(fd, depth+1)

@@ -4,6 +4,8 @@ import (
 	"context"
 	"errors"
 	"io"
+	"os"
+	"path/filepath"
 	"testing"
 
 	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
@@ -74,5 +76,26 @@ func TestStreamsRefused(t *testing.T) {
 	}
 	if err := e.m.PortForward(ctx, "missing", 80, nopStream{}); !errors.Is(err, errdefs.ErrNotFound) {
 		t.Errorf("port-forward to a missing pod: %v", err)
+	}
+}
+
+// ImageFsInfo's container filesystem: what the writable layers hold.
+func TestContainerUsage(t *testing.T) {
+	e := newEnv(t)
+	podID := e.runPod("p")
+	id := e.createCtr(podID, "c")
+	upper := filepath.Join(e.m.ctrRootDir(), id, "upper")
+	if err := os.MkdirAll(upper, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(upper, "data"), make([]byte, 64<<10), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	u, err := e.m.ContainerUsage()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if u.Mountpoint != e.m.ctrRootDir() || u.Bytes < 64<<10 || u.Inodes < 2 {
+		t.Errorf("container usage %+v: want the 64 KiB file and its directory under %s", u, e.m.ctrRootDir())
 	}
 }

@@ -15,7 +15,7 @@ import (
 	"time"
 
 	specs "github.com/opencontainers/runtime-spec/specs-go"
-	"golang.org/x/sys/unix"
+	"github.com/vishvananda/netns"
 	remotecommand "k8s.io/cri-streaming/pkg/streaming/remotecommand"
 	utilexec "k8s.io/utils/exec"
 
@@ -152,8 +152,8 @@ func relaySession(ctx context.Context, socket string, in io.Reader, out, errw io
 	if err != nil {
 		return 0, fmt.Errorf("session socket: %w", err)
 	}
-	defer conn.Close()
-	stop := context.AfterFunc(ctx, func() { conn.Close() })
+	defer func() { _ = conn.Close() }()
+	stop := context.AfterFunc(ctx, func() { _ = conn.Close() })
 	defer stop()
 	fw := frame.NewWriter(conn)
 	if in != nil {
@@ -204,7 +204,7 @@ func relaySession(ctx context.Context, socket string, in io.Reader, out, errw io
 // namespace for runc and crun, through runsc for gVisor, whose network
 // stack lives in the sandbox.
 func (m *Manager) PortForward(ctx context.Context, podID string, port int32, stream io.ReadWriteCloser) error {
-	defer stream.Close()
+	defer func() { _ = stream.Close() }()
 	if port <= 0 || port > 65535 {
 		return errdefs.InvalidArgument("port %d is out of range", port)
 	}
@@ -222,7 +222,7 @@ func (m *Manager) PortForward(ctx context.Context, podID string, port int32, str
 	if err != nil {
 		return fmt.Errorf("port-forward to %s port %d: %w", rec.ID, port, err)
 	}
-	defer conn.Close()
+	defer func() { _ = conn.Close() }()
 	done := make(chan struct{}, 2)
 	go func() {
 		_, _ = io.Copy(conn, stream)
@@ -240,9 +240,9 @@ func (m *Manager) PortForward(ctx context.Context, podID string, port int32, str
 }
 
 // dialInNetNS connects to localhost:port in the network namespace at
-// netns ("" is the host's). A socket belongs to the namespace of the
+// path ("" is the host's). A socket belongs to the namespace of the
 // thread that creates it, so one locked thread switches in for the dial.
-func dialInNetNS(ctx context.Context, netns string, port int32) (net.Conn, error) {
+func dialInNetNS(ctx context.Context, path string, port int32) (net.Conn, error) {
 	dial := func() (net.Conn, error) {
 		var d net.Dialer
 		conn, err := d.DialContext(ctx, "tcp4", "127.0.0.1:"+strconv.Itoa(int(port)))
@@ -251,7 +251,7 @@ func dialInNetNS(ctx context.Context, netns string, port int32) (net.Conn, error
 		}
 		return conn, err
 	}
-	if netns == "" {
+	if path == "" {
 		return dial()
 	}
 	type result struct {
@@ -261,27 +261,27 @@ func dialInNetNS(ctx context.Context, netns string, port int32) (net.Conn, error
 	ch := make(chan result, 1)
 	go func() {
 		runtime.LockOSThread()
-		orig, err := os.Open(fmt.Sprintf("/proc/self/task/%d/ns/net", unix.Gettid()))
+		orig, err := netns.Get()
 		if err != nil {
 			runtime.UnlockOSThread()
 			ch <- result{err: err}
 			return
 		}
-		defer orig.Close()
-		target, err := os.Open(netns)
+		defer func() { _ = orig.Close() }()
+		target, err := netns.GetFromPath(path)
 		if err != nil {
 			runtime.UnlockOSThread()
 			ch <- result{err: err}
 			return
 		}
-		defer target.Close()
-		if err := unix.Setns(int(target.Fd()), unix.CLONE_NEWNET); err != nil {
+		defer func() { _ = target.Close() }()
+		if err := netns.Set(target); err != nil {
 			runtime.UnlockOSThread()
 			ch <- result{err: fmt.Errorf("enter pod network: %w", err)}
 			return
 		}
 		conn, err := dial()
-		if unix.Setns(int(orig.Fd()), unix.CLONE_NEWNET) == nil {
+		if netns.Set(orig) == nil {
 			runtime.UnlockOSThread()
 		} // else the thread stays locked and dies with this goroutine
 		ch <- result{conn, err}
@@ -297,13 +297,13 @@ func (m *Manager) runscPortForward(ctx context.Context, sb *sandbox, port int32)
 	if err != nil {
 		return nil, err
 	}
-	defer os.RemoveAll(dir)
+	defer func() { _ = os.RemoveAll(dir) }()
 	sock := filepath.Join(dir, "s")
 	l, err := net.ListenUnix("unix", &net.UnixAddr{Name: sock, Net: "unix"})
 	if err != nil {
 		return nil, err
 	}
-	defer l.Close()
+	defer func() { _ = l.Close() }()
 	cmd := sb.handler.Command(ctx, "port-forward", "--stream", sock, sb.rec.ID, strconv.Itoa(int(port)))
 	if err := cmd.Start(); err != nil {
 		return nil, err

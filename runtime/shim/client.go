@@ -47,7 +47,7 @@ type SpawnOptions struct {
 func Spawn(ctx context.Context, o SpawnOptions) (*Client, error) {
 	args := []string{
 		"--pod-id", o.PodID, "--state-dir", o.StateDir, "--socket", o.Socket,
-		"--handler", o.Runtime.Handler, "--runtime", o.Runtime.Path, "--kind", string(o.Runtime.Kind), "--runtime-root", o.Runtime.Root,
+		"--handler", o.Runtime.Name, "--runtime", o.Runtime.Path, "--kind", string(o.Runtime.Kind), "--runtime-root", o.Runtime.Root,
 		"--log-level", o.LogLevel, "--ready-fd", "3",
 	}
 	for _, a := range o.Runtime.Args {
@@ -63,10 +63,10 @@ func Spawn(ctx context.Context, o SpawnOptions) (*Client, error) {
 	if err != nil {
 		return nil, err
 	}
-	defer readyR.Close()
+	defer func() { _ = readyR.Close() }()
 	exe, err := sealedBinary(o.Binary)
 	if err != nil {
-		readyW.Close()
+		_ = readyW.Close()
 		return nil, fmt.Errorf("start shim: %w", err)
 	}
 	// Not CommandContext: the shim must outlive the request that made it.
@@ -77,10 +77,10 @@ func Spawn(ctx context.Context, o SpawnOptions) (*Client, error) {
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true}
 	cmd.Dir = "/"
 	if err := cmd.Start(); err != nil {
-		readyW.Close()
+		_ = readyW.Close()
 		return nil, fmt.Errorf("start shim: %w", err)
 	}
-	readyW.Close()
+	_ = readyW.Close()
 	// Reap the shim if it exits while this berthd runs; after a berthd
 	// restart its new parent does.
 	exited := make(chan error, 1)
@@ -98,7 +98,7 @@ func Spawn(ctx context.Context, o SpawnOptions) (*Client, error) {
 			return nil, fmt.Errorf("shim for pod %s did not start (see %s/shim.log): %w", o.PodID, o.StateDir, err)
 		}
 	case err := <-exited:
-		return nil, fmt.Errorf("shim for pod %s exited at start: %v", o.PodID, err)
+		return nil, fmt.Errorf("shim for pod %s exited at start: %w", o.PodID, err)
 	case <-ctx.Done():
 		_ = cmd.Process.Kill()
 		return nil, ctx.Err()

@@ -46,7 +46,7 @@ func sealedBinary(path string) (*os.File, error) {
 	if err != nil {
 		return nil, err
 	}
-	defer src.Close()
+	defer func() { _ = src.Close() }()
 	var st unix.Stat_t
 	if err := unix.Fstat(int(src.Fd()), &st); err != nil {
 		return nil, err
@@ -75,11 +75,11 @@ func sealedCopy(src io.Reader) (*os.File, error) {
 	}
 	f := os.NewFile(uintptr(fd), "berth-shim")
 	if _, err := io.Copy(f, src); err != nil {
-		f.Close()
+		_ = f.Close()
 		return nil, err
 	}
 	if _, err := unix.FcntlInt(f.Fd(), unix.F_ADD_SEALS, sealedSeals); err != nil {
-		f.Close()
+		_ = f.Close()
 		return nil, err
 	}
 	return f, nil

@@ -25,7 +25,7 @@ const (
 // annotations are a spec's: the pod's and the container's (ctr) CRI
 // annotations that the handler lets through, then the handler's own, then
 // berth's, which nothing overrides.
-func annotations(rt Runtime, p *Pod, typ string, ctr map[string]string) map[string]string {
+func annotations(rt Target, p *Pod, typ string, ctr map[string]string) map[string]string {
 	a := passThrough(p.Config.GetAnnotations(), rt.PodAnnotations)
 	maps.Copy(a, passThrough(ctr, rt.ContainerAnnotations))
 	maps.Copy(a, rt.Annotations)

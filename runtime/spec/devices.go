@@ -41,8 +41,9 @@ func deviceAt(hostPath, containerPath string) (specs.LinuxDevice, error) {
 
 // defaultDeviceRules deny every device but the ones every container has.
 func defaultDeviceRules() []specs.LinuxDeviceCgroup {
-	rule := func(typ string, major, minor int64) specs.LinuxDeviceCgroup {
-		r := specs.LinuxDeviceCgroup{Allow: true, Type: typ, Major: &major, Access: "rwm"}
+	// Every default device is a character device.
+	rule := func(major, minor int64) specs.LinuxDeviceCgroup {
+		r := specs.LinuxDeviceCgroup{Allow: true, Type: "c", Major: &major, Access: "rwm"}
 		if minor >= 0 {
 			r.Minor = &minor
 		}
@@ -50,16 +51,16 @@ func defaultDeviceRules() []specs.LinuxDeviceCgroup {
 	}
 	return []specs.LinuxDeviceCgroup{
 		{Allow: false, Access: "rwm"},
-		rule("c", 1, 3),    // null
-		rule("c", 1, 5),    // zero
-		rule("c", 1, 7),    // full
-		rule("c", 1, 8),    // random
-		rule("c", 1, 9),    // urandom
-		rule("c", 5, 0),    // tty
-		rule("c", 5, 1),    // console
-		rule("c", 5, 2),    // ptmx
-		rule("c", 136, -1), // pts/*
-		rule("c", 10, 200), // net/tun
+		rule(1, 3),    // null
+		rule(1, 5),    // zero
+		rule(1, 7),    // full
+		rule(1, 8),    // random
+		rule(1, 9),    // urandom
+		rule(5, 0),    // tty
+		rule(5, 1),    // console
+		rule(5, 2),    // ptmx
+		rule(136, -1), // pts/*
+		rule(10, 200), // net/tun
 	}
 }
 

@@ -49,7 +49,7 @@ func FuzzContainerSpec(f *testing.F) {
 		img := &v1.ConfigFile{Config: v1.Config{User: user, Cmd: []string{"sh"}}}
 		p := &Pod{ID: "pod", Config: &pod, NetNS: "/netns", PausePid: 1}
 		h := Host{CgroupDriver: "cgroupfs", CgroupMode: host.CgroupV1, Bounding: ^uint64(0)}
-		_, _, _ = ForContainer(Runtime{Kind: "runc", OCIVersion: "1.0.2"}, h, p, Container{ID: "c", Config: &ctr, Image: img, Rootfs: root})
-		_, _ = Sandbox(Runtime{Kind: "runc", OCIVersion: "1.0.2"}, h, p, img, root)
+		_, _, _ = ForContainer(Target{Kind: "runc", OCIVersion: "1.0.2"}, h, p, Container{ID: "c", Config: &ctr, Image: img, Rootfs: root})
+		_, _ = Sandbox(Target{Kind: "runc", OCIVersion: "1.0.2"}, h, p, img, root)
 	})
 }

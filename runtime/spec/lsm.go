@@ -32,7 +32,7 @@ func CheckContainerSecurity(sc *runtimeapi.LinuxContainerSecurityContext) error 
 		return err
 	}
 	// Deprecated in the CRI, but the kubelet still sends it.
-	if p := sc.GetApparmorProfile(); p != "" && p != "unconfined" {
+	if p := sc.GetApparmorProfile(); p != "" && p != "unconfined" { //nolint:staticcheck // deprecated, but kubelets still send it
 		return errdefs.InvalidArgument("LinuxContainerSecurityContext.apparmor_profile: AppArmor profile %q cannot be applied: berth applies no AppArmor profiles (only \"unconfined\")", p)
 	}
 	return nil

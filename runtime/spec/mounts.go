@@ -27,7 +27,7 @@ func baseMounts() []specs.Mount {
 	}
 }
 
-func addMounts(rt Runtime, s *specs.Spec, p *Pod, cfg *runtimeapi.ContainerConfig, volumes map[string]string, privileged bool) error {
+func addMounts(rt Target, s *specs.Spec, p *Pod, cfg *runtimeapi.ContainerConfig, volumes map[string]string, privileged bool) error {
 	mounts := baseMounts()
 	if privileged {
 		for i := range mounts {
@@ -85,7 +85,7 @@ func addMounts(rt Runtime, s *specs.Spec, p *Pod, cfg *runtimeapi.ContainerConfi
 		if os.IsNotExist(err) {
 			// As the kubelet's other runtimes do: a missing host path
 			// becomes an empty directory.
-			if err := os.MkdirAll(m.HostPath, 0o755); err != nil {
+			if err := os.MkdirAll(m.HostPath, 0o755); err != nil { //nolint:gosec // the kubelet's DirectoryOrCreate mode (0755) for a missing host path
 				return fmt.Errorf("create mount source %s: %w", m.HostPath, err)
 			}
 			src, err = filepath.EvalSymlinks(m.HostPath)

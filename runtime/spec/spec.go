@@ -13,8 +13,8 @@ import (
 	"github.com/berthrt/berth/runtime/host"
 )
 
-// Runtime is what the spec must suit about the handler.
-type Runtime struct {
+// Target is what the spec must suit about the handler.
+type Target struct {
 	Kind        string // runc, crun, runsc, ...
 	OCIVersion  string
 	RRO         bool // supports recursive read-only mounts
@@ -53,7 +53,7 @@ type Pod struct {
 }
 
 // Sandbox builds the spec of a pod's sandbox (pause) container.
-func Sandbox(rt Runtime, h Host, p *Pod, img *v1.ConfigFile, rootfs string) (*specs.Spec, error) {
+func Sandbox(rt Target, h Host, p *Pod, img *v1.ConfigFile, rootfs string) (*specs.Spec, error) {
 	if err := CheckSandboxSecurity(p.Config); err != nil {
 		return nil, err
 	}
@@ -107,7 +107,7 @@ func Sandbox(rt Runtime, h Host, p *Pod, img *v1.ConfigFile, rootfs string) (*sp
 		// The pod shares the node's UTS namespace: its name is the node's.
 		s.Hostname = ""
 	}
-	sec, err := seccompFor(sc.GetSeccomp(), sc.GetSeccompProfilePath(), sc.GetPrivileged(), s)
+	sec, err := seccompFor(sc.GetSeccomp(), sc.GetSeccompProfilePath(), sc.GetPrivileged(), s) //nolint:staticcheck // deprecated, but older kubelets send it
 	if err != nil {
 		return nil, err
 	}
@@ -134,7 +134,7 @@ type Container struct {
 
 // ForContainer builds the spec of an app container and returns the user it
 // runs as.
-func ForContainer(rt Runtime, h Host, p *Pod, c Container) (*specs.Spec, *User, error) {
+func ForContainer(rt Target, h Host, p *Pod, c Container) (*specs.Spec, *User, error) {
 	cfg := c.Config
 	sc := cfg.GetLinux().GetSecurityContext()
 	// The pod's labels are its containers' defaults.
@@ -217,7 +217,7 @@ func ForContainer(rt Runtime, h Host, p *Pod, c Container) (*specs.Spec, *User, 
 	if err := addMounts(rt, s, p, cfg, c.ImageVolumes, privileged); err != nil {
 		return nil, nil, err
 	}
-	sec, err := seccompFor(sc.GetSeccomp(), sc.GetSeccompProfilePath(), privileged, s)
+	sec, err := seccompFor(sc.GetSeccomp(), sc.GetSeccompProfilePath(), privileged, s) //nolint:staticcheck // deprecated, but older kubelets send it
 	if err != nil {
 		return nil, nil, err
 	}

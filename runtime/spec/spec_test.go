@@ -130,7 +130,7 @@ func TestCapabilities(t *testing.T) {
 }
 
 type fixture struct {
-	rt   Runtime
+	rt   Target
 	h    Host
 	pod  *Pod
 	root string
@@ -138,7 +138,7 @@ type fixture struct {
 
 func newFixture(t *testing.T) *fixture {
 	return &fixture{
-		rt: Runtime{Kind: "runc", OCIVersion: "1.0.2-dev", Annotations: map[string]string{"handler/x": "1"}},
+		rt: Target{Kind: "runc", OCIVersion: "1.0.2-dev", Annotations: map[string]string{"handler/x": "1"}},
 		h:  Host{CgroupDriver: "cgroupfs", CgroupMode: host.CgroupV1, OOMFloor: 0, Bounding: 1<<41 - 1},
 		pod: &Pod{
 			ID: "pod1", NetNS: "/run/berth/netns/pod1", PausePid: 4242,

@@ -130,7 +130,7 @@ func readIDFiles(rootfs string) ([]passwdEntry, []groupEntry, error) {
 	if err != nil {
 		return nil, nil, err
 	}
-	defer root.Close()
+	defer func() { _ = root.Close() }()
 	var passwd []passwdEntry
 	var group []groupEntry
 	err = readColonFile(root, "etc/passwd", func(f []string) {
@@ -180,15 +180,15 @@ func openInRoot(root *os.File, name string) (*os.File, error) {
 	f := os.NewFile(uintptr(fd), name)
 	fi, err := f.Stat()
 	if err != nil {
-		f.Close()
+		_ = f.Close()
 		return nil, fmt.Errorf("the image's /%s: %w", name, err)
 	}
 	if !fi.Mode().IsRegular() {
-		f.Close()
+		_ = f.Close()
 		return nil, errdefs.InvalidArgument("the image's /%s is not a regular file (%s)", name, fi.Mode().Type())
 	}
 	if fi.Size() > maxIDFile {
-		f.Close()
+		_ = f.Close()
 		return nil, errdefs.InvalidArgument("the image's /%s is larger than %d bytes", name, maxIDFile)
 	}
 	return f, nil
@@ -201,7 +201,7 @@ func readColonFile(root *os.File, name string, fn func([]string)) error {
 	if err != nil || f == nil {
 		return err
 	}
-	defer f.Close()
+	defer func() { _ = f.Close() }()
 	sc := bufio.NewScanner(io.LimitReader(f, maxIDFile))
 	for sc.Scan() {
 		line := strings.TrimSpace(sc.Text())

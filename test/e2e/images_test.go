@@ -8,22 +8,23 @@ import (
 	"testing"
 
 	v1 "github.com/google/go-containerregistry/pkg/v1"
+	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
 
 	"github.com/berthrt/berth/test/harness"
 	"github.com/berthrt/berth/test/registry"
 )
 
-// criImage is the part of crictl's JSON image that the tests read.
-type criImage struct {
-	ID          string   `json:"id"`
-	RepoTags    []string `json:"repoTags"`
-	RepoDigests []string `json:"repoDigests"`
-	Size        string   `json:"size"`
-	UID         *struct {
-		Value string `json:"value"`
-	} `json:"uid"`
-	Username string `json:"username"`
-	Pinned   bool   `json:"pinned"`
+// imageInfo is the part of berthd's verbose image info (which crictl
+// inspecti unfolds under "info") the tests read.
+type imageInfo struct {
+	ID        string   `json:"id"`
+	ChainID   string   `json:"chainID"`
+	Chain     []string `json:"chain"`
+	ImageSpec *struct {
+		Config struct {
+			User string `json:"User"`
+		} `json:"config"`
+	} `json:"imageSpec"`
 }
 
 func TestImagesWithCrictl(t *testing.T) {
@@ -48,68 +49,73 @@ func TestImagesWithCrictl(t *testing.T) {
 	// the mirror of docker.io.
 	b.Crictl(t, "pull", "app:1.0")
 	b.Crictl(t, "pull", "registry.k8s.io/pause:3.10")
-	var list struct{ Images []criImage }
-	b.CrictlJSON(t, &list, "images")
-	if len(list.Images) != 2 {
-		t.Fatalf("crictl images: %d images, want 2: %+v", len(list.Images), list.Images)
+	var list runtimeapi.ListImagesResponse
+	b.CrictlProto(t, &list, "images")
+	if len(list.GetImages()) != 2 {
+		t.Fatalf("crictl images: %d images, want 2: %v", len(list.GetImages()), &list)
 	}
-	var appImg, pause criImage
-	for _, img := range list.Images {
+	var appImg, pause *runtimeapi.Image
+	for _, img := range list.GetImages() {
 		switch {
-		case slices.Contains(img.RepoTags, "docker.io/library/app:1.0"):
+		case slices.Contains(img.GetRepoTags(), "docker.io/library/app:1.0"):
 			appImg = img
-		case slices.Contains(img.RepoTags, "registry.k8s.io/pause:3.10"):
+		case slices.Contains(img.GetRepoTags(), "registry.k8s.io/pause:3.10"):
 			pause = img
 		}
 	}
-	cfgName, _ := app.ConfigName()
-	if appImg.ID != cfgName.String() {
-		t.Errorf("app image id %q, want config digest %s", appImg.ID, cfgName)
-	}
-	if len(appImg.RepoDigests) != 1 || !strings.HasPrefix(appImg.RepoDigests[0], "docker.io/library/app@sha256:") {
-		t.Errorf("app RepoDigests = %v", appImg.RepoDigests)
-	}
-	if appImg.UID == nil || appImg.UID.Value != "1002" {
-		t.Errorf("app uid = %+v, want 1002 from USER", appImg.UID)
-	}
-	if appImg.Pinned || !pause.Pinned {
-		t.Errorf("pinned: app %v pause %v; want only the pause image pinned", appImg.Pinned, pause.Pinned)
-	}
+	t.Run("images", func(t *testing.T) {
+		cfgName, _ := app.ConfigName()
+		if appImg.GetId() != cfgName.String() {
+			t.Errorf("app image id %q, want config digest %s", appImg.GetId(), cfgName)
+		}
+		if len(appImg.GetRepoDigests()) != 1 || !strings.HasPrefix(appImg.GetRepoDigests()[0], "docker.io/library/app@sha256:") {
+			t.Errorf("app RepoDigests = %v", appImg.GetRepoDigests())
+		}
+		if appImg.GetUid() == nil || appImg.GetUid().GetValue() != 1002 {
+			t.Errorf("app uid = %v, want 1002 from USER", appImg.GetUid())
+		}
+		if appImg.GetPinned() || !pause.GetPinned() {
+			t.Errorf("pinned: app %v pause %v; want only the pause image pinned", appImg.GetPinned(), pause.GetPinned())
+		}
+	})
 
 	// inspecti finds the image by tag, by id and by digest, with verbose info.
-	var status struct {
-		Status criImage
-		Info   map[string]any
+	refs := [][2]string{{"tag", "app:1.0"}, {"id", appImg.GetId()}}
+	if len(appImg.GetRepoDigests()) > 0 {
+		refs = append(refs, [2]string{"digest", appImg.GetRepoDigests()[0]})
 	}
-	for _, ref := range []string{"app:1.0", appImg.ID, appImg.RepoDigests[0]} {
-		b.CrictlJSON(t, &status, "inspecti", ref)
-		if status.Status.ID != appImg.ID {
-			t.Errorf("inspecti %s: id %q", ref, status.Status.ID)
-		}
-	}
-	// crictl unfolds the JSON under "info" into the top level.
-	if info := status.Info; info["chainID"] == nil || info["imageSpec"] == nil {
-		t.Errorf("inspecti info lacks chainID/imageSpec: %v", status.Info)
-	}
-
-	var fs struct {
-		Status struct {
-			ImageFilesystems []struct {
-				UsedBytes  struct{ Value string } `json:"usedBytes"`
-				InodesUsed struct{ Value string } `json:"inodesUsed"`
-			} `json:"imageFilesystems"`
-		}
-	}
-	b.CrictlJSON(t, &fs, "imagefsinfo")
-	if ifs := fs.Status.ImageFilesystems; len(ifs) != 1 || ifs[0].UsedBytes.Value == "0" || ifs[0].InodesUsed.Value == "0" {
-		t.Errorf("imagefsinfo = %+v", fs)
+	for _, r := range refs {
+		ref := r[1]
+		t.Run("inspecti by "+r[0], func(t *testing.T) {
+			var status runtimeapi.Image
+			var info imageInfo
+			b.CrictlStatus(t, &status, &info, "inspecti", ref)
+			if status.GetId() != appImg.GetId() {
+				t.Errorf("inspecti %s: id %q", ref, status.GetId())
+			}
+			// crictl unfolds the JSON under "info" into the top level.
+			if info.ChainID == "" || info.ImageSpec == nil {
+				t.Errorf("inspecti info lacks chainID/imageSpec: %+v", info)
+			}
+		})
 	}
 
-	b.Crictl(t, "rmi", "app:1.0")
-	b.CrictlJSON(t, &list, "images")
-	if len(list.Images) != 1 || !slices.Contains(list.Images[0].RepoTags, "registry.k8s.io/pause:3.10") {
-		t.Errorf("after rmi: %+v", list.Images)
-	}
+	t.Run("imagefsinfo", func(t *testing.T) {
+		var fs runtimeapi.ImageFsInfoResponse
+		b.CrictlStatus(t, &fs, nil, "imagefsinfo")
+		if ifs := fs.GetImageFilesystems(); len(ifs) != 1 || ifs[0].GetUsedBytes().GetValue() == 0 || ifs[0].GetInodesUsed().GetValue() == 0 {
+			t.Errorf("imagefsinfo = %v", &fs)
+		}
+	})
+
+	t.Run("rmi", func(t *testing.T) {
+		b.Crictl(t, "rmi", "app:1.0")
+		var list runtimeapi.ListImagesResponse
+		b.CrictlProto(t, &list, "images")
+		if len(list.GetImages()) != 1 || !slices.Contains(list.GetImages()[0].GetRepoTags(), "registry.k8s.io/pause:3.10") {
+			t.Errorf("after rmi: %v", &list)
+		}
+	})
 
 	// A pull from a registry that is not there reaches crictl as
 	// RegistryUnavailable.
@@ -129,20 +135,13 @@ func TestStatusAndVersion(t *testing.T) {
 	if !strings.Contains(out, "RuntimeName:  berth") || !strings.Contains(out, "RuntimeApiVersion:  v1") {
 		t.Errorf("crictl version:\n%s", out)
 	}
-	var info struct {
-		Status struct {
-			Conditions []struct {
-				Type   string
-				Status bool
-			}
-		}
-	}
-	b.CrictlJSON(t, &info, "info")
+	var status runtimeapi.RuntimeStatus
+	b.CrictlStatus(t, &status, nil, "info")
 	ready := map[string]bool{}
-	for _, c := range info.Status.Conditions {
-		ready[c.Type] = c.Status
+	for _, c := range status.GetConditions() {
+		ready[c.GetType()] = c.GetStatus()
 	}
 	if !ready["RuntimeReady"] || !ready["NetworkReady"] {
-		t.Errorf("conditions = %+v, want RuntimeReady and NetworkReady", info.Status.Conditions)
+		t.Errorf("conditions = %v, want RuntimeReady and NetworkReady", status.GetConditions())
 	}
 }

@@ -2,7 +2,6 @@ package e2e
 
 import (
 	"bufio"
-	"encoding/json"
 	"fmt"
 	"net"
 	"path/filepath"
@@ -14,6 +13,7 @@ import (
 	"github.com/vishvananda/netlink"
 	"github.com/vishvananda/netns"
 	"golang.org/x/sys/unix"
+	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
 
 	"github.com/berthrt/berth/test/harness"
 )
@@ -30,115 +30,98 @@ func TestPodNamespaces(t *testing.T) {
 			dir := t.TempDir()
 			b.Crictl(t, "pull", "busybox:1.36")
 			before := b.CountLeaks(t)
-			podCfg := writeJSON(t, filepath.Join(dir, "ns-pod.json"), map[string]any{
-				"metadata": map[string]any{"name": "ns", "namespace": "e2e", "uid": "ns-uid"},
-				"hostname": "nsbox",
-				"linux": map[string]any{
-					"sysctls": map[string]string{"net.ipv4.ip_unprivileged_port_start": "23", "kernel.shm_rmid_forced": "1"},
-					// The kubelet's default: each container its own PID namespace.
-					"security_context": map[string]any{"namespace_options": map[string]any{"pid": 1}},
-				},
+
+			t.Run("shared namespaces", func(t *testing.T) {
+				cfg := podSpec(dir, "ns")
+				cfg.Hostname = "nsbox"
+				cfg.LogDirectory = ""
+				// The kubelet's default: each container its own PID namespace.
+				cfg.Linux.Sysctls = map[string]string{"net.ipv4.ip_unprivileged_port_start": "23", "kernel.shm_rmid_forced": "1"}
+				podCfg := writeJSON(t, filepath.Join(dir, "ns-pod.json"), cfg)
+				pod := strings.TrimSpace(b.Crictl(t, "runp", podCfg))
+				defer waitNoLeaks(t, b, before)
+				defer b.Crictl(t, "rmp", "-f", pod)
+				var ids []string
+				for _, name := range []string{"a", "b"} {
+					ctr := strings.TrimSpace(b.Crictl(t, "create", pod, ctrConfig(t, dir, name, "sleep 600"), podCfg))
+					b.Crictl(t, "start", ctr)
+					ids = append(ids, ctr)
+				}
+				var seen []string
+				for _, ctr := range ids {
+					script, want := "hostname; cat /proc/sys/net/ipv4/ip_unprivileged_port_start /proc/sys/kernel/shm_rmid_forced", "nsbox 23 1"
+					if handler == "runsc" {
+						// gVisor's own /proc/sys has neither sysctl.
+						script, want = "hostname", "nsbox"
+					}
+					out := strings.Fields(b.Crictl(t, "exec", "-s", ctr, "sh", "-c", script+"; for n in net ipc uts pid; do readlink /proc/self/ns/$n; done"))
+					n := len(strings.Fields(want))
+					if len(out) != n+4 || strings.Join(out[:n], " ") != want {
+						t.Fatalf("container %s: hostname and sysctls = %q, want %q", ctr[:12], out, want)
+					}
+					seen = append(seen, strings.Join(out[n:], " "))
+				}
+				a, c := strings.Fields(seen[0]), strings.Fields(seen[1])
+				for i, kind := range []string{"net", "ipc", "uts"} {
+					if a[i] != c[i] {
+						t.Errorf("%s namespace not shared: %s vs %s", kind, a[i], c[i])
+					}
+				}
+				if handler != "runsc" && a[3] == c[3] {
+					// gVisor reports one PID namespace id for its sandbox.
+					t.Errorf("PID namespace shared without the pod asking: %s", a[3])
+				}
+				pid := sandboxPid(t, b, pod)
+				if want := handler == "runsc"; (pid != 0) != want {
+					t.Errorf("sandbox process pid %d; want one: %v", pid, want)
+				}
 			})
-			pod := strings.TrimSpace(b.Crictl(t, "runp", podCfg))
-			var ids []string
-			for _, name := range []string{"a", "b"} {
-				ctr := strings.TrimSpace(b.Crictl(t, "create", pod, ctrConfig(t, dir, name, "sleep 600"), podCfg))
-				b.Crictl(t, "start", ctr)
-				ids = append(ids, ctr)
-			}
-			var seen []string
-			for _, ctr := range ids {
-				script, want := "hostname; cat /proc/sys/net/ipv4/ip_unprivileged_port_start /proc/sys/kernel/shm_rmid_forced", "nsbox 23 1"
-				if handler == "runsc" {
-					// gVisor's own /proc/sys has neither sysctl.
-					script, want = "hostname", "nsbox"
-				}
-				out := strings.Fields(b.Crictl(t, "exec", "-s", ctr, "sh", "-c", script+"; for n in net ipc uts pid; do readlink /proc/self/ns/$n; done"))
-				n := len(strings.Fields(want))
-				if len(out) != n+4 || strings.Join(out[:n], " ") != want {
-					t.Fatalf("container %s: hostname and sysctls = %q, want %q", ctr[:12], out, want)
-				}
-				seen = append(seen, strings.Join(out[n:], " "))
-			}
-			a, c := strings.Fields(seen[0]), strings.Fields(seen[1])
-			for i, kind := range []string{"net", "ipc", "uts"} {
-				if a[i] != c[i] {
-					t.Errorf("%s namespace not shared: %s vs %s", kind, a[i], c[i])
-				}
-			}
-			if handler != "runsc" && a[3] == c[3] {
-				// gVisor reports one PID namespace id for its sandbox.
-				t.Errorf("PID namespace shared without the pod asking: %s", a[3])
-			}
-			pid := sandboxPid(t, b, pod)
-			if want := handler == "runsc"; (pid != 0) != want {
-				t.Errorf("sandbox process pid %d; want one: %v", pid, want)
-			}
-			b.Crictl(t, "rmp", "-f", pod)
-			waitNoLeaks(t, b, before)
 
 			// A sysctl of no namespace is not a pod's to set.
-			bad := writeJSON(t, filepath.Join(dir, "bad-pod.json"), map[string]any{
-				"metadata": map[string]any{"name": "bad", "namespace": "e2e", "uid": "bad-uid"},
-				"linux": map[string]any{
-					"sysctls":          map[string]string{"vm.swappiness": "10"},
-					"security_context": map[string]any{"namespace_options": map[string]any{"pid": 1}},
-				},
+			t.Run("node-wide sysctl refused", func(t *testing.T) {
+				cfg := podSpec(dir, "bad")
+				cfg.Hostname, cfg.LogDirectory = "", ""
+				cfg.Linux.Sysctls = map[string]string{"vm.swappiness": "10"}
+				bad := writeJSON(t, filepath.Join(dir, "bad-pod.json"), cfg)
+				if out, err := b.TryCrictl(t, "runp", bad); err == nil || !strings.Contains(out, "vm.swappiness") {
+					t.Errorf("pod with a node-wide sysctl: err %v, output %q; want an error naming the sysctl", err, out)
+				}
+				waitNoLeaks(t, b, before)
 			})
-			if out, err := b.TryCrictl(t, "runp", bad); err == nil || !strings.Contains(out, "vm.swappiness") {
-				t.Errorf("pod with a node-wide sysctl: err %v, output %q; want an error naming the sysctl", err, out)
-			}
-			waitNoLeaks(t, b, before)
 
 			// A shared PID namespace has the sandbox as its init.
-			shared := writeJSON(t, filepath.Join(dir, "shared-pod.json"), map[string]any{
-				"metadata": map[string]any{"name": "shared", "namespace": "e2e", "uid": "shared-uid"},
-				"linux":    map[string]any{"security_context": map[string]any{"namespace_options": map[string]any{"pid": 0}}},
-			})
-			pod = strings.TrimSpace(b.Crictl(t, "runp", shared))
-			ctr := strings.TrimSpace(b.Crictl(t, "create", pod, writeJSON(t, filepath.Join(dir, "shared-ctr.json"), map[string]any{
-				"metadata": map[string]any{"name": "s"}, "image": map[string]any{"image": "busybox:1.36"},
-				"command": []string{"sleep", "600"},
-				"linux":   map[string]any{"security_context": map[string]any{"namespace_options": map[string]any{"pid": 0}}},
-			}), shared))
-			b.Crictl(t, "start", ctr)
-			if handler != "runsc" { // gVisor's init is its own
-				if out := b.Crictl(t, "exec", "-s", ctr, "cat", "/proc/1/cmdline"); !strings.HasPrefix(out, "/pause") {
-					t.Errorf("pid 1 of a shared PID namespace = %q, want the sandbox's /pause", out)
+			t.Run("shared PID namespace", func(t *testing.T) {
+				cfg := podSpec(dir, "shared")
+				cfg.Hostname, cfg.LogDirectory = "", ""
+				cfg.Linux.SecurityContext.NamespaceOptions.Pid = runtimeapi.NamespaceMode_POD
+				shared := writeJSON(t, filepath.Join(dir, "shared-pod.json"), cfg)
+				pod := strings.TrimSpace(b.Crictl(t, "runp", shared))
+				defer waitNoLeaks(t, b, before)
+				defer b.Crictl(t, "rmp", "-f", pod)
+				ctrCfg := ctrSpec("s", "sleep", "600")
+				ctrCfg.LogPath = ""
+				ctrCfg.Linux.SecurityContext.NamespaceOptions.Pid = runtimeapi.NamespaceMode_POD
+				ctr := strings.TrimSpace(b.Crictl(t, "create", pod, writeJSON(t, filepath.Join(dir, "shared-ctr.json"), ctrCfg), shared))
+				b.Crictl(t, "start", ctr)
+				if handler != "runsc" { // gVisor's init is its own
+					if out := b.Crictl(t, "exec", "-s", ctr, "cat", "/proc/1/cmdline"); !strings.HasPrefix(out, "/pause") {
+						t.Errorf("pid 1 of a shared PID namespace = %q, want the sandbox's /pause", out)
+					}
 				}
-			}
-			if sandboxPid(t, b, pod) == 0 {
-				t.Errorf("a pod sharing its PID namespace has no sandbox process")
-			}
-			b.Crictl(t, "rmp", "-f", pod)
-			waitNoLeaks(t, b, before)
+				if sandboxPid(t, b, pod) == 0 {
+					t.Errorf("a pod sharing its PID namespace has no sandbox process")
+				}
+			})
 		})
 	}
 }
 
-// sandboxPid is the pid crictl inspectp reports for the pod's sandbox.
+// sandboxPid is the pid of the pod's sandbox process, from berthd's
+// verbose pod status.
 func sandboxPid(t *testing.T, b *harness.Berthd, pod string) int {
 	t.Helper()
-	var v struct {
-		Info struct {
-			Info string `json:"info"`
-		} `json:"info"`
-	}
-	b.CrictlJSON(t, &v, "inspectp", pod)
-	var info struct {
-		Pid int `json:"pid"`
-	}
-	if err := json.Unmarshal([]byte(v.Info.Info), &info); err != nil {
-		// crictl decodes the info map itself in newer versions.
-		var raw map[string]any
-		b.CrictlJSON(t, &raw, "inspectp", pod)
-		if i, ok := raw["info"].(map[string]any); ok {
-			if p, ok := i["pid"].(float64); ok {
-				return int(p)
-			}
-		}
-		t.Fatalf("inspectp info: %v", err)
-	}
+	var info podInfo
+	b.PodSandboxStatus(t, pod, &info)
 	return info.Pid
 }
 

@@ -12,6 +12,7 @@ import (
 	"testing"
 	"time"
 
+	"google.golang.org/protobuf/proto"
 	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
 
 	"github.com/berthrt/berth/test/fixtures"
@@ -21,33 +22,47 @@ import (
 // handlers are the OCI runtimes the lifecycle tests run on.
 var handlers = []string{"runc", "crun", "runsc"}
 
+// podSpec is the pod config the tests start from: what the kubelet sends
+// for a pod that does not share its PID namespace (the default); CRI's
+// zero value would share it.
+func podSpec(dir, name string) *runtimeapi.PodSandboxConfig {
+	return &runtimeapi.PodSandboxConfig{
+		Metadata:     &runtimeapi.PodSandboxMetadata{Name: name, Namespace: "e2e", Uid: name + "-uid"},
+		Hostname:     name,
+		LogDirectory: filepath.Join(dir, "logs", name),
+		Linux: &runtimeapi.LinuxPodSandboxConfig{SecurityContext: &runtimeapi.LinuxSandboxSecurityContext{
+			NamespaceOptions: &runtimeapi.NamespaceOption{Pid: runtimeapi.NamespaceMode_CONTAINER},
+		}},
+	}
+}
+
 // podConfig writes a crictl pod config and returns its path.
 func podConfig(t *testing.T, dir, name string, hostPort int) string {
 	t.Helper()
-	cfg := map[string]any{
-		"metadata":      map[string]any{"name": name, "namespace": "e2e", "uid": name + "-uid", "attempt": 0},
-		"hostname":      name,
-		"log_directory": filepath.Join(dir, "logs", name),
-		// What the kubelet sends for a pod that does not share its PID
-		// namespace (the default); CRI's zero value would share it.
-		"linux": map[string]any{"security_context": map[string]any{"namespace_options": map[string]any{"pid": 1}}},
-	}
+	cfg := podSpec(dir, name)
 	if hostPort > 0 {
-		cfg["port_mappings"] = []map[string]any{{"protocol": 0, "container_port": 80, "host_port": hostPort, "host_ip": "127.0.0.1"}}
+		cfg.PortMappings = []*runtimeapi.PortMapping{{Protocol: runtimeapi.Protocol_TCP, ContainerPort: 80, HostPort: int32(hostPort), HostIp: "127.0.0.1"}}
 	}
 	return writeJSON(t, filepath.Join(dir, name+"-pod.json"), cfg)
+}
+
+// ctrSpec is a container config running cmd in busybox.
+func ctrSpec(name string, cmd ...string) *runtimeapi.ContainerConfig {
+	return &runtimeapi.ContainerConfig{
+		Metadata: &runtimeapi.ContainerMetadata{Name: name},
+		Image:    &runtimeapi.ImageSpec{Image: "busybox:1.36"},
+		Command:  cmd,
+		LogPath:  name + ".log",
+		Linux: &runtimeapi.LinuxContainerConfig{SecurityContext: &runtimeapi.LinuxContainerSecurityContext{
+			NamespaceOptions: &runtimeapi.NamespaceOption{Pid: runtimeapi.NamespaceMode_CONTAINER},
+		}},
+	}
 }
 
 // ctrConfig writes a crictl container config running sh -c script.
 func ctrConfig(t *testing.T, dir, name, script string) string {
 	t.Helper()
-	return writeJSON(t, filepath.Join(dir, name+"-ctr.json"), map[string]any{
-		"metadata": map[string]any{"name": name},
-		"image":    map[string]any{"image": "busybox:1.36"},
-		"command":  []string{"sh", "-c", script},
-		"log_path": name + ".log",
-		"linux":    map[string]any{"security_context": map[string]any{"namespace_options": map[string]any{"pid": 1}}},
-	})
+	return writeJSON(t, filepath.Join(dir, name+"-ctr.json"), ctrSpec(name, "sh", "-c", script))
 }
 
 // podWithContainer pulls busybox, runs a pod named name and starts a
@@ -62,7 +77,10 @@ func podWithContainer(t *testing.T, b *harness.Berthd, dir, name, script string)
 	return pod, ctr
 }
 
-func writeJSON(t *testing.T, path string, v any) string {
+// writeJSON writes a CRI config for crictl, which reads it with
+// encoding/json semantics (the generated types' snake_case tags, enums as
+// numbers), and returns its path.
+func writeJSON(t *testing.T, path string, v proto.Message) string {
 	t.Helper()
 	data, err := json.Marshal(v)
 	if err != nil {
@@ -74,37 +92,44 @@ func writeJSON(t *testing.T, path string, v any) string {
 	return path
 }
 
+// ctrInfo is the part of berthd's verbose container info the tests read.
+type ctrInfo struct {
+	SandboxID string `json:"sandboxID"`
+	Pid       int    `json:"pid"`
+	Bundle    string `json:"bundle"`
+}
+
+// podInfo is the part of berthd's verbose pod info the tests read.
+type podInfo struct {
+	Pid     int    `json:"pid"`
+	NetNS   string `json:"netns"`
+	Handler string `json:"handler"`
+}
+
+// inspect is a container's CRI status with berthd's verbose info.
 type inspect struct {
-	Status struct {
-		State      string `json:"state"`
-		ExitCode   int    `json:"exitCode"`
-		Reason     string `json:"reason"`
-		StartedAt  string `json:"startedAt"`
-		FinishedAt string `json:"finishedAt"`
-	} `json:"status"`
-	Info struct {
-		Pid int `json:"pid"`
-	} `json:"info"`
+	Status *runtimeapi.ContainerStatus
+	Info   ctrInfo
 }
 
 func inspectCtr(t *testing.T, b *harness.Berthd, id string) inspect {
 	t.Helper()
 	var in inspect
-	b.CrictlJSON(t, &in, "inspect", id)
+	in.Status = b.ContainerStatus(t, id, &in.Info)
 	return in
 }
 
-// waitState polls crictl inspect until the container reaches state.
-func waitState(t *testing.T, b *harness.Berthd, id, state string) inspect {
+// waitState polls the container's status until it reaches state.
+func waitState(t *testing.T, b *harness.Berthd, id string, state runtimeapi.ContainerState) inspect {
 	t.Helper()
 	deadline := time.Now().Add(20 * time.Second)
 	for {
 		in := inspectCtr(t, b, id)
-		if in.Status.State == state {
+		if in.Status.GetState() == state {
 			return in
 		}
 		if time.Now().After(deadline) {
-			t.Fatalf("container %s is %s, want %s", id, in.Status.State, state)
+			t.Fatalf("container %s is %s, want %s", id, in.Status.GetState(), state)
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
@@ -127,29 +152,24 @@ func TestPodLifecycle(t *testing.T) {
 
 			port := 18480 + i
 			pod := strings.TrimSpace(b.Crictl(t, "runp", "--runtime", handler, podConfig(t, dir, "web", port)))
-			var pst struct {
-				Status struct {
-					State   string `json:"state"`
-					Network struct {
-						IP string `json:"ip"`
-					} `json:"network"`
-					RuntimeHandler string `json:"runtimeHandler"`
-				} `json:"status"`
-			}
-			b.CrictlJSON(t, &pst, "inspectp", pod)
-			if pst.Status.State != "SANDBOX_READY" || !strings.HasPrefix(pst.Status.Network.IP, "10.88.") || pst.Status.RuntimeHandler != handler {
-				t.Fatalf("pod status = %+v", pst.Status)
-			}
+			t.Run("pod status", func(t *testing.T) {
+				st := b.PodSandboxStatus(t, pod, nil)
+				if st.GetState() != runtimeapi.PodSandboxState_SANDBOX_READY || !strings.HasPrefix(st.GetNetwork().GetIp(), "10.88.") || st.GetRuntimeHandler() != handler {
+					t.Fatalf("pod status = %v", st)
+				}
+			})
 
 			// A web server, reached through the pod's port mapping.
 			web := strings.TrimSpace(b.Crictl(t, "create", pod, ctrConfig(t, dir, "web",
 				"mkdir -p /www && echo hello-from-$(hostname) > /www/index.html && exec httpd -f -p 80 -h /www"), podConfig(t, dir, "web", port)))
 			b.Crictl(t, "start", web)
-			waitState(t, b, web, "CONTAINER_RUNNING")
-			body := httpGet(t, fmt.Sprintf("http://127.0.0.1:%d/", port))
-			if body != "hello-from-web\n" {
-				t.Errorf("through the port mapping: %q", body)
-			}
+			waitState(t, b, web, runtimeapi.ContainerState_CONTAINER_RUNNING)
+			t.Run("port mapping", func(t *testing.T) {
+				body := httpGet(t, fmt.Sprintf("http://127.0.0.1:%d/", port))
+				if body != "hello-from-web\n" {
+					t.Errorf("through the port mapping: %q", body)
+				}
+			})
 
 			// One that handles SIGTERM, one that ignores it, one that ends.
 			trap := strings.TrimSpace(b.Crictl(t, "create", pod, ctrConfig(t, dir, "trap",
@@ -160,80 +180,91 @@ func TestPodLifecycle(t *testing.T) {
 			for _, c := range []string{trap, stubborn, done} {
 				b.Crictl(t, "start", c)
 			}
-			out := b.Crictl(t, "ps", "-a", "-p", pod)
-			for _, c := range []string{web, trap, stubborn, done} {
-				if !strings.Contains(out, c[:13]) {
-					t.Errorf("crictl ps lacks %s:\n%s", c[:13], out)
+			t.Run("listed", func(t *testing.T) {
+				out := b.Crictl(t, "ps", "-a", "-p", pod)
+				for _, c := range []string{web, trap, stubborn, done} {
+					if !strings.Contains(out, c[:13]) {
+						t.Errorf("crictl ps lacks %s:\n%s", c[:13], out)
+					}
 				}
-			}
-			in := waitState(t, b, done, "CONTAINER_EXITED")
-			if in.Status.ExitCode != 0 || in.Status.Reason != "Completed" {
-				t.Errorf("finished container: %+v", in.Status)
-			}
-			if logs := b.Crictl(t, "logs", done); !strings.Contains(logs, "out") {
-				t.Errorf("logs of done = %q", logs)
-			}
-			raw, err := os.ReadFile(filepath.Join(dir, "logs", "web", "done.log"))
-			if err != nil || !strings.Contains(string(raw), " stdout F out\n") || !strings.Contains(string(raw), " stderr F err\n") {
-				t.Errorf("CRI log file = %q, %v", raw, err)
-			}
+			})
+			t.Run("finished container", func(t *testing.T) {
+				in := waitState(t, b, done, runtimeapi.ContainerState_CONTAINER_EXITED)
+				if in.Status.GetExitCode() != 0 || in.Status.GetReason() != "Completed" {
+					t.Errorf("finished container: %v", in.Status)
+				}
+				if logs := b.Crictl(t, "logs", done); !strings.Contains(logs, "out") {
+					t.Errorf("logs of done = %q", logs)
+				}
+				raw, err := os.ReadFile(filepath.Join(dir, "logs", "web", "done.log"))
+				if err != nil || !strings.Contains(string(raw), " stdout F out\n") || !strings.Contains(string(raw), " stderr F err\n") {
+					t.Errorf("CRI log file = %q, %v", raw, err)
+				}
+			})
 
 			// ExecSync: output, exit code, the container's identity.
-			client := b.Client(t)
-			resp, err := client.ExecSync(context.Background(), &runtimeapi.ExecSyncRequest{ContainerId: trap, Cmd: []string{"sh", "-c", "id -u; hostname; echo oops >&2; exit 7"}, Timeout: 10})
-			if err != nil {
-				t.Fatal(err)
-			}
-			if resp.ExitCode != 7 || string(resp.Stdout) != "0\nweb\n" || string(resp.Stderr) != "oops\n" {
-				t.Errorf("exec = %d %q %q", resp.ExitCode, resp.Stdout, resp.Stderr)
-			}
-			// gVisor's /proc is its own and shows no host cgroups.
-			if out := b.Crictl(t, "exec", "-s", trap, "cat", "/proc/self/cgroup"); handler != "runsc" && !strings.Contains(out, trap) {
-				t.Errorf("exec does not run in the container's cgroup:\n%s", out)
-			}
-			start := time.Now()
-			_, err = client.ExecSync(context.Background(), &runtimeapi.ExecSyncRequest{ContainerId: trap, Cmd: []string{"sleep", "30"}, Timeout: 1})
-			if err == nil || !strings.Contains(err.Error(), "DeadlineExceeded") || time.Since(start) > 10*time.Second {
-				t.Errorf("exec timeout: %v after %v", err, time.Since(start))
-			}
+			t.Run("exec", func(t *testing.T) {
+				client := b.Client(t)
+				resp, err := client.ExecSync(context.Background(), &runtimeapi.ExecSyncRequest{ContainerId: trap, Cmd: []string{"sh", "-c", "id -u; hostname; echo oops >&2; exit 7"}, Timeout: 10})
+				if err != nil {
+					t.Fatal(err)
+				}
+				if resp.ExitCode != 7 || string(resp.Stdout) != "0\nweb\n" || string(resp.Stderr) != "oops\n" {
+					t.Errorf("exec = %d %q %q", resp.ExitCode, resp.Stdout, resp.Stderr)
+				}
+				// gVisor's /proc is its own and shows no host cgroups.
+				if out := b.Crictl(t, "exec", "-s", trap, "cat", "/proc/self/cgroup"); handler != "runsc" && !strings.Contains(out, trap) {
+					t.Errorf("exec does not run in the container's cgroup:\n%s", out)
+				}
+				start := time.Now()
+				_, err = client.ExecSync(context.Background(), &runtimeapi.ExecSyncRequest{ContainerId: trap, Cmd: []string{"sleep", "30"}, Timeout: 1})
+				if err == nil || !strings.Contains(err.Error(), "DeadlineExceeded") || time.Since(start) > 10*time.Second {
+					t.Errorf("exec timeout: %v after %v", err, time.Since(start))
+				}
+			})
 
 			// Stop: the trapping one exits 3 at once; the stubborn one is
 			// killed when the timeout runs out.
-			start = time.Now()
-			b.Crictl(t, "stop", "--timeout", "10", trap)
-			if d := time.Since(start); d > 5*time.Second {
-				t.Errorf("stopping a container that exits on SIGTERM took %v", d)
-			}
-			in = inspectCtr(t, b, trap)
-			if in.Status.State != "CONTAINER_EXITED" || in.Status.ExitCode != 3 || in.Status.Reason != "Error" || in.Status.FinishedAt == "" {
-				t.Errorf("trap container after stop: %+v", in.Status)
-			}
-			if logs := b.Crictl(t, "logs", trap); !strings.Contains(logs, "got-term") {
-				t.Errorf("trap logs = %q", logs)
-			}
-			start = time.Now()
-			b.Crictl(t, "stop", "--timeout", "2", stubborn)
-			if d := time.Since(start); d < 2*time.Second || d > 8*time.Second {
-				t.Errorf("stopping a container that ignores SIGTERM took %v, want the 2s timeout", d)
-			}
-			if in := inspectCtr(t, b, stubborn); in.Status.ExitCode != 137 || in.Status.State != "CONTAINER_EXITED" {
-				t.Errorf("stubborn container after stop: %+v", in.Status)
-			}
+			t.Run("stop on SIGTERM", func(t *testing.T) {
+				start := time.Now()
+				b.Crictl(t, "stop", "--timeout", "10", trap)
+				if d := time.Since(start); d > 5*time.Second {
+					t.Errorf("stopping a container that exits on SIGTERM took %v", d)
+				}
+				in := inspectCtr(t, b, trap)
+				if in.Status.GetState() != runtimeapi.ContainerState_CONTAINER_EXITED || in.Status.GetExitCode() != 3 || in.Status.GetReason() != "Error" || in.Status.GetFinishedAt() == 0 {
+					t.Errorf("trap container after stop: %v", in.Status)
+				}
+				if logs := b.Crictl(t, "logs", trap); !strings.Contains(logs, "got-term") {
+					t.Errorf("trap logs = %q", logs)
+				}
+			})
+			t.Run("stop after the timeout", func(t *testing.T) {
+				start := time.Now()
+				b.Crictl(t, "stop", "--timeout", "2", stubborn)
+				if d := time.Since(start); d < 2*time.Second || d > 8*time.Second {
+					t.Errorf("stopping a container that ignores SIGTERM took %v, want the 2s timeout", d)
+				}
+				if in := inspectCtr(t, b, stubborn); in.Status.GetExitCode() != 137 || in.Status.GetState() != runtimeapi.ContainerState_CONTAINER_EXITED {
+					t.Errorf("stubborn container after stop: %v", in.Status)
+				}
+			})
 
-			b.Crictl(t, "stopp", pod)
-			b.Crictl(t, "stopp", pod) // again: nothing to do, no error
-			b.CrictlJSON(t, &pst, "inspectp", pod)
-			if pst.Status.State != "SANDBOX_NOTREADY" {
-				t.Errorf("after stopp: %s", pst.Status.State)
-			}
-			b.Crictl(t, "rmp", pod)
-			if out := b.Crictl(t, "pods", "-q"); strings.TrimSpace(out) != "" {
-				t.Errorf("pods after rmp: %q", out)
-			}
-			if out := b.Crictl(t, "ps", "-a", "-q"); strings.TrimSpace(out) != "" {
-				t.Errorf("containers after rmp: %q", out)
-			}
-			waitNoLeaks(t, b, before)
+			t.Run("stop and remove the pod", func(t *testing.T) {
+				b.Crictl(t, "stopp", pod)
+				b.Crictl(t, "stopp", pod) // again: nothing to do, no error
+				if st := b.PodSandboxStatus(t, pod, nil); st.GetState() != runtimeapi.PodSandboxState_SANDBOX_NOTREADY {
+					t.Errorf("after stopp: %s", st.GetState())
+				}
+				b.Crictl(t, "rmp", pod)
+				if out := b.Crictl(t, "pods", "-q"); strings.TrimSpace(out) != "" {
+					t.Errorf("pods after rmp: %q", out)
+				}
+				if out := b.Crictl(t, "ps", "-a", "-q"); strings.TrimSpace(out) != "" {
+					t.Errorf("containers after rmp: %q", out)
+				}
+				waitNoLeaks(t, b, before)
+			})
 		})
 	}
 }

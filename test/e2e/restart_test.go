@@ -25,7 +25,7 @@ func TestKill9KeepsPods(t *testing.T) {
 			created := strings.TrimSpace(b.Crictl(t, "create", pod, ctrConfig(t, dir, "created", "true"), podCfg))
 			b.Crictl(t, "start", long)
 			b.Crictl(t, "start", short)
-			pidBefore := waitState(t, b, long, "CONTAINER_RUNNING").Info.Pid
+			pidBefore := waitState(t, b, long, runtimeapi.ContainerState_CONTAINER_RUNNING).Info.Pid
 			podsBefore := b.Crictl(t, "pods", "-q")
 
 			b.Kill(t)
@@ -36,17 +36,17 @@ func TestKill9KeepsPods(t *testing.T) {
 				t.Errorf("pods after restart = %q, want %q", got, podsBefore)
 			}
 			in := inspectCtr(t, b, long)
-			if in.Status.State != "CONTAINER_RUNNING" || in.Info.Pid != pidBefore {
+			if in.Status.GetState() != runtimeapi.ContainerState_CONTAINER_RUNNING || in.Info.Pid != pidBefore {
 				t.Errorf("long-running container after restart: %+v (pid was %d)", in, pidBefore)
 			}
 			if out := b.Crictl(t, "exec", "-s", long, "echo", "still-here"); strings.TrimSpace(out) != "still-here" {
 				t.Errorf("exec after restart: %q", out)
 			}
-			in = waitState(t, b, short, "CONTAINER_EXITED")
-			if in.Status.ExitCode != 5 || in.Status.FinishedAt == "" || in.Status.Reason != "Error" {
+			in = waitState(t, b, short, runtimeapi.ContainerState_CONTAINER_EXITED)
+			if in.Status.ExitCode != 5 || in.Status.GetFinishedAt() == 0 || in.Status.Reason != "Error" {
 				t.Errorf("container that exited while berthd was down: %+v", in.Status)
 			}
-			if in := inspectCtr(t, b, created); in.Status.State != "CONTAINER_CREATED" {
+			if in := inspectCtr(t, b, created); in.Status.GetState() != runtimeapi.ContainerState_CONTAINER_CREATED {
 				t.Errorf("created container after restart: %s", in.Status.State)
 			}
 			// Events still flow: a stop is seen at once.
@@ -64,7 +64,7 @@ func TestSigtermFinishesCallsAndKeepsPods(t *testing.T) {
 	b := startBerthd(t, "runc")
 	dir := t.TempDir()
 	pod, ctr := podWithContainer(t, b, dir, "steady", "while true; do sleep 0.1; done")
-	pid := waitState(t, b, ctr, "CONTAINER_RUNNING").Info.Pid
+	pid := waitState(t, b, ctr, runtimeapi.ContainerState_CONTAINER_RUNNING).Info.Pid
 
 	// A call in flight when SIGTERM arrives completes.
 	client := b.Client(t)
@@ -88,7 +88,7 @@ func TestSigtermFinishesCallsAndKeepsPods(t *testing.T) {
 		t.Fatalf("container process %d gone after berthd stopped: %v", pid, err)
 	}
 	b.Restart(t)
-	if in := inspectCtr(t, b, ctr); in.Status.State != "CONTAINER_RUNNING" || in.Info.Pid != pid {
+	if in := inspectCtr(t, b, ctr); in.Status.GetState() != runtimeapi.ContainerState_CONTAINER_RUNNING || in.Info.Pid != pid {
 		t.Errorf("after SIGTERM and restart: %+v", in)
 	}
 	b.Crictl(t, "rmp", "-f", pod)

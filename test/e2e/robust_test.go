@@ -56,7 +56,7 @@ func TestShimKilledIsNoticed(t *testing.T) {
 			dir := t.TempDir()
 			before := b.CountLeaks(t)
 			pod, ctr := podWithContainer(t, b, dir, "orphaned", "sleep 600")
-			pid := waitState(t, b, ctr, "CONTAINER_RUNNING").Info.Pid
+			pid := waitState(t, b, ctr, runtimeapi.ContainerState_CONTAINER_RUNNING).Info.Pid
 
 			shim := shimPid(t, pod)
 			if shim == 0 {
@@ -65,13 +65,9 @@ func TestShimKilledIsNoticed(t *testing.T) {
 			if err := syscall.Kill(shim, syscall.SIGKILL); err != nil {
 				t.Fatal(err)
 			}
-			in := waitState(t, b, ctr, "CONTAINER_EXITED")
-			var full struct {
-				Status struct{ Message string } `json:"status"`
-			}
-			b.CrictlJSON(t, &full, "inspect", ctr)
-			if !strings.Contains(full.Status.Message, "berth-shim") || in.Status.FinishedAt == "" {
-				t.Errorf("after the shim died: %+v, message %q", in.Status, full.Status.Message)
+			in := waitState(t, b, ctr, runtimeapi.ContainerState_CONTAINER_EXITED)
+			if !strings.Contains(in.Status.GetMessage(), "berth-shim") || in.Status.GetFinishedAt() == 0 {
+				t.Errorf("after the shim died: %v, message %q", in.Status, in.Status.GetMessage())
 			}
 			// The orphaned container process is killed, not left running.
 			deadline := time.Now().Add(10 * time.Second)
@@ -81,12 +77,8 @@ func TestShimKilledIsNoticed(t *testing.T) {
 			if alive(pid) {
 				t.Errorf("container process %d outlived its shim", pid)
 			}
-			var pst struct {
-				Status struct{ State string } `json:"status"`
-			}
-			b.CrictlJSON(t, &pst, "inspectp", pod)
-			if pst.Status.State != "SANDBOX_NOTREADY" {
-				t.Errorf("pod after its shim died: %s", pst.Status.State)
+			if st := b.PodSandboxStatus(t, pod, nil); st.GetState() != runtimeapi.PodSandboxState_SANDBOX_NOTREADY {
+				t.Errorf("pod after its shim died: %s", st.GetState())
 			}
 			b.Crictl(t, "rmp", "-f", pod)
 			waitNoLeaks(t, b, before)
@@ -95,30 +87,26 @@ func TestShimKilledIsNoticed(t *testing.T) {
 }
 
 // inventory is what crictl lists after a restart.
-func listed(t *testing.T, b *harness.Berthd) (pods, ctrs map[string]string) {
+func listed(t *testing.T, b *harness.Berthd) (pods map[string]runtimeapi.PodSandboxState, ctrs map[string]runtimeapi.ContainerState) {
 	t.Helper()
-	var pl struct {
-		Items []struct{ ID, State string } `json:"items"`
+	var pl runtimeapi.ListPodSandboxResponse
+	b.CrictlProto(t, &pl, "pods")
+	pods = map[string]runtimeapi.PodSandboxState{}
+	for _, p := range pl.GetItems() {
+		pods[p.GetId()] = p.GetState()
 	}
-	b.CrictlJSON(t, &pl, "pods")
-	pods = map[string]string{}
-	for _, p := range pl.Items {
-		pods[p.ID] = p.State
-	}
-	var cl struct {
-		Containers []struct{ ID, State string } `json:"containers"`
-	}
-	b.CrictlJSON(t, &cl, "ps", "-a")
-	ctrs = map[string]string{}
-	for _, c := range cl.Containers {
-		ctrs[c.ID] = c.State
+	var cl runtimeapi.ListContainersResponse
+	b.CrictlProto(t, &cl, "ps", "-a")
+	ctrs = map[string]runtimeapi.ContainerState{}
+	for _, c := range cl.GetContainers() {
+		ctrs[c.GetId()] = c.GetState()
 	}
 	return pods, ctrs
 }
 
 // checkNoOrphans asserts that every netns, shim and mount on the host
 // belongs to a pod or container berthd lists.
-func checkNoOrphans(t *testing.T, b *harness.Berthd, pods, ctrs map[string]string) {
+func checkNoOrphans(t *testing.T, b *harness.Berthd, pods map[string]runtimeapi.PodSandboxState, ctrs map[string]runtimeapi.ContainerState) {
 	t.Helper()
 	ents, _ := os.ReadDir(filepath.Join(b.State, "netns"))
 	for _, e := range ents {
@@ -143,7 +131,7 @@ func checkNoOrphans(t *testing.T, b *harness.Berthd, pods, ctrs map[string]strin
 	idRe := regexp.MustCompile(`[0-9a-f]{64}`)
 	for _, line := range strings.Split(string(data), "\n") {
 		f := strings.Fields(line)
-		if len(f) < 5 || !(strings.HasPrefix(f[4], b.Root+"/") || strings.HasPrefix(f[4], b.State+"/")) {
+		if len(f) < 5 || (!strings.HasPrefix(f[4], b.Root+"/") && !strings.HasPrefix(f[4], b.State+"/")) {
 			continue
 		}
 		id := idRe.FindString(f[4])
@@ -223,7 +211,7 @@ func TestCrashUnderLoad(t *testing.T) {
 		pods, ctrs := listed(t, b)
 		checkNoOrphans(t, b, pods, ctrs)
 		for id, state := range ctrs {
-			if state == "CONTAINER_RUNNING" {
+			if state == runtimeapi.ContainerState_CONTAINER_RUNNING {
 				in := inspectCtr(t, b, id)
 				if !alive(in.Info.Pid) {
 					t.Errorf("round %d: container %s listed running, its process %d is gone", round, id[:12], in.Info.Pid)
@@ -231,20 +219,18 @@ func TestCrashUnderLoad(t *testing.T) {
 			}
 		}
 		for id, state := range pods {
-			if state == "SANDBOX_READY" && shimPid(t, id) == 0 {
+			if state == runtimeapi.PodSandboxState_SANDBOX_READY && shimPid(t, id) == 0 {
 				t.Errorf("round %d: pod %s listed ready without a shim", round, id[:12])
 			}
 		}
 		// An image is listed whole or not at all.
-		var imgs struct {
-			Images []struct{ RepoTags []string } `json:"images"`
-		}
-		b.CrictlJSON(t, &imgs, "images")
-		for _, img := range imgs.Images {
-			for _, tag := range img.RepoTags {
+		var imgs runtimeapi.ListImagesResponse
+		b.CrictlProto(t, &imgs, "images")
+		for _, img := range imgs.GetImages() {
+			for _, tag := range img.GetRepoTags() {
 				if tag == "docker.io/library/big:1" {
 					out := b.Crictl(t, "create", strings.TrimSpace(b.Crictl(t, "runp", podConfig(t, dir, fmt.Sprintf("probe-%d", round), 0))),
-						writeJSON(t, filepath.Join(dir, "probe.json"), map[string]any{"metadata": map[string]any{"name": "probe"}, "image": map[string]any{"image": "big:1"}, "command": []string{"true"}, "linux": map[string]any{}}),
+						writeJSON(t, filepath.Join(dir, "probe.json"), &runtimeapi.ContainerConfig{Metadata: &runtimeapi.ContainerMetadata{Name: "probe"}, Image: &runtimeapi.ImageSpec{Image: "big:1"}, Command: []string{"true"}, Linux: &runtimeapi.LinuxContainerConfig{}}),
 						podConfig(t, dir, fmt.Sprintf("probe-%d", round), 0))
 					if strings.TrimSpace(out) == "" {
 						t.Errorf("listed image big:1 cannot be used")
@@ -280,7 +266,7 @@ func TestManyPodsSurviveCrash(t *testing.T) {
 		pod := strings.TrimSpace(b.Crictl(t, "runp", "--runtime", handler, podCfg))
 		ctr := strings.TrimSpace(b.Crictl(t, "create", pod, ctrConfig(t, dir, fmt.Sprintf("many-%d", i), "sleep 600"), podCfg))
 		b.Crictl(t, "start", ctr)
-		want[ctr] = waitState(t, b, ctr, "CONTAINER_RUNNING").Info.Pid
+		want[ctr] = waitState(t, b, ctr, runtimeapi.ContainerState_CONTAINER_RUNNING).Info.Pid
 	}
 	b.Kill(t)
 	start := time.Now()
@@ -294,7 +280,7 @@ func TestManyPodsSurviveCrash(t *testing.T) {
 		t.Errorf("after the crash %d pods and %d containers listed, want %d", len(pods), len(ctrs), n)
 	}
 	for ctr, pid := range want {
-		if in := inspectCtr(t, b, ctr); in.Status.State != "CONTAINER_RUNNING" || in.Info.Pid != pid {
+		if in := inspectCtr(t, b, ctr); in.Status.GetState() != runtimeapi.ContainerState_CONTAINER_RUNNING || in.Info.Pid != pid {
 			t.Errorf("container %s after the crash: %s pid %d (was %d)", ctr[:12], in.Status.State, in.Info.Pid, pid)
 		}
 	}
@@ -308,7 +294,7 @@ func TestGracefulShutdownUnderLoad(t *testing.T) {
 	b := startBerthd(t, "runc")
 	dir := t.TempDir()
 	_, ctr := podWithContainer(t, b, dir, "busy", "sleep 600")
-	pid := waitState(t, b, ctr, "CONTAINER_RUNNING").Info.Pid
+	pid := waitState(t, b, ctr, runtimeapi.ContainerState_CONTAINER_RUNNING).Info.Pid
 
 	client := b.Client(t)
 	var wg sync.WaitGroup
@@ -356,7 +342,7 @@ func TestGracefulShutdownUnderLoad(t *testing.T) {
 	b.Restart(t)
 	pods, ctrs := listed(t, b)
 	checkNoOrphans(t, b, pods, ctrs)
-	if in := inspectCtr(t, b, ctr); in.Status.State != "CONTAINER_RUNNING" {
+	if in := inspectCtr(t, b, ctr); in.Status.GetState() != runtimeapi.ContainerState_CONTAINER_RUNNING {
 		t.Errorf("after restart: %s", in.Status.State)
 	}
 	b.Crictl(t, "rmp", "-a", "-f")

@@ -9,6 +9,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
 )
 
 // hostNobody is the unprivileged host user of the attacks.
@@ -77,7 +79,7 @@ func TestAttackHostUserReachesContainerLayers(t *testing.T) {
 			dir := t.TempDir()
 			pod, ctr := podWithContainer(t, b, dir, "suid",
 				"cp /bin/busybox /suid-sh && chmod 4755 /suid-sh && echo secret > /dev/shm/secret && sleep 600")
-			waitState(t, b, ctr, "CONTAINER_RUNNING")
+			waitState(t, b, ctr, runtimeapi.ContainerState_CONTAINER_RUNNING)
 
 			paths := []string{
 				filepath.Join(b.Root, "meta.db"),

@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"golang.org/x/sys/unix"
+	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
 
 	"github.com/berthrt/berth/test/fixtures"
 	"github.com/berthrt/berth/test/harness"
@@ -63,7 +64,7 @@ func TestStartModes(t *testing.T) {
 			if d := time.Since(begun); d > 10*time.Second {
 				t.Errorf("starting a dead container took %v", d)
 			}
-			if in := waitState(t, b, dead, "CONTAINER_EXITED"); in.Status.ExitCode != 137 {
+			if in := waitState(t, b, dead, runtimeapi.ContainerState_CONTAINER_EXITED); in.Status.ExitCode != 137 {
 				t.Errorf("killed init: exit code %d, want 137", in.Status.ExitCode)
 			}
 			if logs := b.Crictl(t, "logs", dead); strings.Contains(logs, "should not run") {

@@ -21,6 +21,8 @@ import (
 
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials/insecure"
+	"google.golang.org/protobuf/encoding/protojson"
+	"google.golang.org/protobuf/proto"
 	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
 )
 
@@ -73,7 +75,7 @@ func binaries(t testing.TB, race bool) string {
 			cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
 		}
 		if out, err := cmd.CombinedOutput(); err != nil {
-			b.err = fmt.Errorf("go build: %v\n%s", err, out)
+			b.err = fmt.Errorf("go build: %w\n%s", err, out)
 		}
 	})
 	if b.err != nil {
@@ -302,14 +304,105 @@ func (b *Berthd) TryCrictl(t testing.TB, args ...string) (string, error) {
 	return stdout.String(), nil
 }
 
-// CrictlJSON runs crictl with -o json appended and decodes the output.
-func (b *Berthd) CrictlJSON(t testing.TB, v any, args ...string) {
+// CrictlProto runs crictl with -o json appended and decodes its output,
+// the protojson form of a CRI message (crictl images, pods, ps, stats,
+// statsp print their response so), into m.
+func (b *Berthd) CrictlProto(t testing.TB, m proto.Message, args ...string) {
 	t.Helper()
-	// Flags go right after the subcommand: crictl stops at positionals.
 	full := append([]string{args[0], "-o", "json"}, args[1:]...)
 	out := b.Crictl(t, full...)
-	if err := json.Unmarshal([]byte(out), v); err != nil {
+	if err := (protojson.UnmarshalOptions{DiscardUnknown: true}).Unmarshal([]byte(out), m); err != nil {
+		t.Fatalf("crictl %v output is not a %T: %v\n%s", args, m, err, out)
+	}
+}
+
+// CrictlStatus runs one of crictl's status commands (inspecti, info,
+// imagefsinfo) with -o json appended. crictl prints {"status": S, "info":
+// I}: S, the protojson form of a CRI message, is decoded into status; I,
+// the runtime's verbose JSON that crictl unfolds, into info (nil skips it).
+func (b *Berthd) CrictlStatus(t testing.TB, status proto.Message, info any, args ...string) {
+	t.Helper()
+	full := append([]string{args[0], "-o", "json"}, args[1:]...)
+	out := b.Crictl(t, full...)
+	var v struct {
+		Status json.RawMessage `json:"status"`
+		Info   json.RawMessage `json:"info"`
+	}
+	if err := json.Unmarshal([]byte(out), &v); err != nil {
 		t.Fatalf("crictl %v output is not JSON: %v\n%s", args, err, out)
+	}
+	if err := (protojson.UnmarshalOptions{DiscardUnknown: true}).Unmarshal(v.Status, status); err != nil {
+		t.Fatalf("crictl %v status is not a %T: %v\n%s", args, status, err, out)
+	}
+	if info != nil {
+		if err := json.Unmarshal(v.Info, info); err != nil {
+			t.Fatalf("crictl %v info: %v\n%s", args, err, out)
+		}
+	}
+}
+
+// call runs f with a runtime and an image client on a connection of its
+// own (closed after: a test polls, and berthd restarts under it), bounded
+// like crictl's calls.
+func (b *Berthd) call(t testing.TB, f func(ctx context.Context, rt runtimeapi.RuntimeServiceClient, img runtimeapi.ImageServiceClient) error) {
+	t.Helper()
+	conn, err := grpc.NewClient("unix://"+b.Socket, grpc.WithTransportCredentials(insecure.NewCredentials()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	if err := f(ctx, runtimeapi.NewRuntimeServiceClient(conn), runtimeapi.NewImageServiceClient(conn)); err != nil {
+		t.Fatalf("%v\n--- berthd log ---\n%s", err, tail(b.Log(), 60))
+	}
+}
+
+// ContainerStatus is the verbose CRI status of container id; info, when
+// not nil, receives the runtime's verbose JSON (Info["info"]).
+func (b *Berthd) ContainerStatus(t testing.TB, id string, info any) *runtimeapi.ContainerStatus {
+	t.Helper()
+	var resp *runtimeapi.ContainerStatusResponse
+	b.call(t, func(ctx context.Context, rt runtimeapi.RuntimeServiceClient, _ runtimeapi.ImageServiceClient) (err error) {
+		resp, err = rt.ContainerStatus(ctx, &runtimeapi.ContainerStatusRequest{ContainerId: id, Verbose: true})
+		if err != nil {
+			return fmt.Errorf("ContainerStatus %s: %w", id, err)
+		}
+		return nil
+	})
+	VerboseInfo(t, resp.GetInfo(), info)
+	return resp.GetStatus()
+}
+
+// PodSandboxStatus is the verbose CRI status of pod id; info, when not
+// nil, receives the runtime's verbose JSON (Info["info"]).
+func (b *Berthd) PodSandboxStatus(t testing.TB, id string, info any) *runtimeapi.PodSandboxStatus {
+	t.Helper()
+	var resp *runtimeapi.PodSandboxStatusResponse
+	b.call(t, func(ctx context.Context, rt runtimeapi.RuntimeServiceClient, _ runtimeapi.ImageServiceClient) (err error) {
+		resp, err = rt.PodSandboxStatus(ctx, &runtimeapi.PodSandboxStatusRequest{PodSandboxId: id, Verbose: true})
+		if err != nil {
+			return fmt.Errorf("PodSandboxStatus %s: %w", id, err)
+		}
+		return nil
+	})
+	VerboseInfo(t, resp.GetInfo(), info)
+	return resp.GetStatus()
+}
+
+// VerboseInfo decodes the JSON berthd puts under "info" in a verbose
+// status into v (a nil v skips it); its absence fails the test.
+func VerboseInfo(t testing.TB, info map[string]string, v any) {
+	t.Helper()
+	if v == nil {
+		return
+	}
+	raw, ok := info["info"]
+	if !ok {
+		t.Fatalf("verbose status has no \"info\": %v", info)
+	}
+	if err := json.Unmarshal([]byte(raw), v); err != nil {
+		t.Fatalf("verbose info is not a %T: %v\n%s", v, err, raw)
 	}
 }
 

@@ -55,6 +55,8 @@ fi
 
 if [ "$want" = test ]; then
 	[ -x "$GOBIN/crictl" ] || go install sigs.k8s.io/cri-tools/cmd/crictl@v1.37.0
+	"$GOBIN/golangci-lint" version 2>/dev/null | grep -q ' 2\.15\.0 ' ||
+		go install github.com/golangci/golangci-lint/v2/cmd/golangci-lint@v2.15.0
 	# critest is a test binary: build it in a scratch module.
 	if [ ! -x "$GOBIN/critest" ]; then
 		scratch=$(mktemp -d)

@@ -59,7 +59,7 @@ func (l *Log) Reopen() error {
 // hostPath mount of /var/log): a symlink planted at path is not followed,
 // and a FIFO or device there is neither waited on nor written.
 func openLog(path string) (*os.File, error) {
-	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_APPEND|syscall.O_NOFOLLOW|syscall.O_NONBLOCK, 0o640)
+	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_APPEND|syscall.O_NOFOLLOW|syscall.O_NONBLOCK, 0o640) //nolint:gosec // group-readable for log collectors, as containerd and CRI-O do
 	if errors.Is(err, syscall.ELOOP) {
 		return nil, errdefs.FailedPrecondition("container log %s is a symlink", path)
 	}
@@ -71,7 +71,7 @@ func openLog(path string) (*os.File, error) {
 		err = errdefs.FailedPrecondition("container log %s is not a regular file (%s)", path, fi.Mode().Type())
 	}
 	if err != nil {
-		f.Close()
+		_ = f.Close()
 		return nil, err
 	}
 	return f, nil

@@ -191,7 +191,7 @@ func Command(self string, req *Request, in *Init) (*Cmd, error) {
 	// The helper reads the request once it runs.
 	go func() {
 		_, _ = reqW.Write(data)
-		reqW.Close()
+		_ = reqW.Close()
 	}()
 	cmd := exec.Command(self, Arg) //nolint:noctx // the caller kills it on timeout
 	cmd.ExtraFiles = files
@@ -225,4 +225,4 @@ func (c *Cmd) Next() (Report, error) {
 }
 
 // Close releases the report pipe.
-func (c *Cmd) Close() { c.repR.Close() }
+func (c *Cmd) Close() { _ = c.repR.Close() }

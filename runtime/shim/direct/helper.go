@@ -312,7 +312,7 @@ func withHome(env []string, uid int, def string) []string {
 	}
 	home := def
 	if f, err := openRegular("/etc/passwd"); err == nil {
-		defer f.Close()
+		defer func() { _ = f.Close() }()
 		sc := bufio.NewScanner(io.LimitReader(f, maxPasswd))
 		for sc.Scan() {
 			fields := strings.Split(sc.Text(), ":")
@@ -342,7 +342,7 @@ func openRegular(path string) (*os.File, error) {
 	}
 	f := os.NewFile(uintptr(fd), path)
 	if fi, err := f.Stat(); err != nil || !fi.Mode().IsRegular() {
-		f.Close()
+		_ = f.Close()
 		return nil, fmt.Errorf("%s is not a regular file", path)
 	}
 	return f, nil

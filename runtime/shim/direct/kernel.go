@@ -1,7 +1,6 @@
 package direct
 
 import (
-	"bufio"
 	"errors"
 	"fmt"
 	"io"
@@ -13,13 +12,14 @@ import (
 	"time"
 	"unsafe"
 
+	"github.com/moby/sys/mountinfo"
 	specs "github.com/opencontainers/runtime-spec/specs-go"
 	"golang.org/x/sys/unix"
 
 	"github.com/berthrt/berth/runtime/caps"
 )
 
-func unsafePointer[T any](p *T) unsafe.Pointer { return unsafe.Pointer(p) }
+func unsafePointer[T any](p *T) unsafe.Pointer { return unsafe.Pointer(p) } //nolint:gosec // the kernel ABI: a sock_filter array read and written as bytes
 
 // ptraceSeccompGetFilter is PTRACE_SECCOMP_GET_FILTER.
 const ptraceSeccompGetFilter = 0x420c
@@ -42,7 +42,9 @@ func ReadFilter(pid int, alive func() error) ([]byte, error) {
 	if err := waitStopped(pid, 2*time.Second); err != nil {
 		return nil, err
 	}
-	defer unix.PtraceDetach(pid)
+	// A failed detach leaves nothing to do: the tracee is gone or is
+	// detached when this tracer exits.
+	defer func() { _ = unix.PtraceDetach(pid) }()
 	if err := alive(); err != nil {
 		return nil, err
 	}
@@ -62,7 +64,7 @@ func ReadFilter(pid int, alive func() error) ([]byte, error) {
 		if _, _, e := unix.Syscall6(unix.SYS_PTRACE, ptraceSeccompGetFilter, uintptr(pid), uintptr(i), uintptr(unsafePointer(&buf[0])), 0, 0); e != 0 {
 			return nil, fmt.Errorf("read the container's seccomp filter %d: %w", i, e)
 		}
-		prog = unsafe.Slice((*byte)(unsafePointer(&buf[0])), len(buf)*int(unsafe.Sizeof(buf[0])))
+		prog = unsafe.Slice((*byte)(unsafePointer(&buf[0])), len(buf)*int(unsafe.Sizeof(buf[0]))) //nolint:gosec // see unsafePointer
 	}
 	if len(prog) == 0 {
 		return nil, errors.New("the container's init has no seccomp filter")
@@ -99,7 +101,7 @@ func loadFilter(prog []byte, flags uint) error {
 		return fmt.Errorf("seccomp program of %d bytes", len(prog))
 	}
 	insns := make([]unix.SockFilter, len(prog)/size)
-	copy(unsafe.Slice((*byte)(unsafePointer(&insns[0])), len(prog)), prog)
+	copy(unsafe.Slice((*byte)(unsafePointer(&insns[0])), len(prog)), prog) //nolint:gosec // see unsafePointer
 	fprog := unix.SockFprog{Len: uint16(len(insns)), Filter: &insns[0]}
 	if _, _, e := unix.RawSyscall(unix.SYS_SECCOMP, unix.SECCOMP_SET_MODE_FILTER, uintptr(flags), uintptr(unsafePointer(&fprog))); e != 0 {
 		return fmt.Errorf("load the container's seccomp filter: %w", e)
@@ -211,30 +213,22 @@ func HostCgroupMounts() (CgroupMounts, error) {
 	if err != nil {
 		return nil, err
 	}
-	defer f.Close()
+	defer func() { _ = f.Close() }()
 	return parseCgroupMounts(f, ctrls)
 }
 
-func parseCgroupMounts(mountinfo io.Reader, ctrls map[string]bool) (CgroupMounts, error) {
+func parseCgroupMounts(r io.Reader, ctrls map[string]bool) (CgroupMounts, error) {
+	infos, err := mountinfo.GetMountsFromReader(r, mountinfo.FSTypeFilter("cgroup", "cgroup2"))
+	if err != nil {
+		return nil, err
+	}
 	out := CgroupMounts{}
-	sc := bufio.NewScanner(mountinfo)
-	for sc.Scan() {
-		pre, post, ok := strings.Cut(sc.Text(), " - ")
-		if !ok {
-			continue
-		}
-		fields, after := strings.Fields(pre), strings.Fields(post)
-		if len(fields) < 5 || len(after) < 3 {
-			continue
-		}
-		m := CgroupMount{Point: fields[4], Root: fields[3]}
+	for _, mi := range infos {
 		var key string
-		switch after[0] {
-		case "cgroup2":
-			key = ""
-		case "cgroup":
+		if mi.FSType == "cgroup" {
+			// A v1 hierarchy's controllers are among its superblock options.
 			var names []string
-			for _, o := range strings.Split(after[2], ",") {
+			for _, o := range strings.Split(mi.VFSOptions, ",") {
 				if ctrls[o] || strings.HasPrefix(o, "name=") {
 					names = append(names, o)
 				}
@@ -243,14 +237,12 @@ func parseCgroupMounts(mountinfo io.Reader, ctrls map[string]bool) (CgroupMounts
 				continue
 			}
 			key = hierarchyKey(names)
-		default:
-			continue
 		}
 		if _, seen := out[key]; !seen {
-			out[key] = m
+			out[key] = CgroupMount{Point: mi.Mountpoint, Root: mi.Root}
 		}
 	}
-	return out, sc.Err()
+	return out, nil
 }
 
 // hierarchyKey is the order-independent key of a hierarchy's controllers.

@@ -71,7 +71,7 @@ func PinInit(pid int) (_ *Init, err error) {
 		f := os.NewFile(uintptr(fd), kind)
 		var st unix.Stat_t
 		if err := unix.Fstat(fd, &st); err != nil {
-			f.Close()
+			_ = f.Close()
 			return nil, err
 		}
 		in.ns[kind] = nsHandle{f: f, dev: st.Dev, ino: st.Ino}
@@ -144,7 +144,7 @@ func dupFile(fd int, name string) (*os.File, error) {
 func closeAll(fs []*os.File) {
 	for _, f := range fs {
 		if f != nil {
-			f.Close()
+			_ = f.Close()
 		}
 	}
 }
@@ -184,7 +184,7 @@ func (in *Init) ReleaseNamespaces() {
 	in.mu.Lock()
 	defer in.mu.Unlock()
 	for kind, h := range in.ns {
-		h.f.Close()
+		_ = h.f.Close()
 		delete(in.ns, kind)
 	}
 }
@@ -195,7 +195,7 @@ func (in *Init) Close() {
 	in.mu.Lock()
 	defer in.mu.Unlock()
 	if in.pidfd >= 0 {
-		unix.Close(in.pidfd)
+		_ = unix.Close(in.pidfd)
 		in.pidfd = -1
 	}
 }

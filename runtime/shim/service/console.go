@@ -26,7 +26,7 @@ func newConsoleSocket() (*consoleSocket, error) {
 	path := filepath.Join(dir, "s")
 	l, err := net.ListenUnix("unix", &net.UnixAddr{Name: path, Net: "unix"})
 	if err != nil {
-		os.RemoveAll(dir)
+		_ = os.RemoveAll(dir)
 		return nil, err
 	}
 	return &consoleSocket{dir: dir, path: path, l: l}, nil
@@ -38,7 +38,7 @@ func (c *consoleSocket) receive(timeout time.Duration) (*os.File, error) {
 	if err != nil {
 		return nil, err
 	}
-	defer conn.Close()
+	defer func() { _ = conn.Close() }()
 	oob := make([]byte, unix.CmsgSpace(4))
 	buf := make([]byte, 4096)
 	_, oobn, _, _, err := conn.ReadMsgUnix(buf, oob)
@@ -46,17 +46,26 @@ func (c *consoleSocket) receive(timeout time.Duration) (*os.File, error) {
 		return nil, err
 	}
 	msgs, err := unix.ParseSocketControlMessage(oob[:oobn])
-	if err != nil || len(msgs) != 1 {
-		return nil, fmt.Errorf("no terminal received: %v", err)
+	if err != nil {
+		return nil, fmt.Errorf("no terminal received: %w", err)
+	}
+	if len(msgs) != 1 {
+		return nil, fmt.Errorf("no terminal received: %d control messages", len(msgs))
 	}
 	fds, err := unix.ParseUnixRights(&msgs[0])
-	if err != nil || len(fds) != 1 {
-		return nil, fmt.Errorf("no terminal received: %v", err)
+	if err != nil {
+		return nil, fmt.Errorf("no terminal received: %w", err)
+	}
+	if len(fds) != 1 {
+		for _, fd := range fds {
+			_ = unix.Close(fd)
+		}
+		return nil, fmt.Errorf("no terminal received: %d descriptors", len(fds))
 	}
 	return os.NewFile(uintptr(fds[0]), "pty-master"), nil
 }
 
 func (c *consoleSocket) Close() {
-	c.l.Close()
-	os.RemoveAll(c.dir)
+	_ = c.l.Close()
+	_ = os.RemoveAll(c.dir)
 }

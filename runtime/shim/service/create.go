@@ -55,7 +55,7 @@ func (s *Service) create(c *container, req *shimv1.CreateRequest) (_ *shimv1.Con
 	defer func() {
 		if err != nil || !s.donatesAtStart() {
 			for _, f := range closers {
-				f.Close()
+				_ = f.Close()
 			}
 		} else {
 			// gVisor takes a subcontainer's stdio at `start`.
@@ -63,12 +63,12 @@ func (s *Service) create(c *container, req *shimv1.CreateRequest) (_ *shimv1.Con
 		}
 		if err != nil {
 			for _, f := range readers {
-				f.Close()
+				_ = f.Close()
 			}
 			if c.stdin != nil {
-				c.stdin.Close()
+				_ = c.stdin.Close()
 			}
-			log.Close()
+			_ = log.Close()
 		}
 	}()
 
@@ -132,7 +132,7 @@ func (s *Service) create(c *container, req *shimv1.CreateRequest) (_ *shimv1.Con
 		c.console = master
 		if req.Stdin {
 			// The terminal is both ends: input goes to the master.
-			c.stdin.Close()
+			_ = c.stdin.Close()
 			c.stdin = master
 		}
 	}
@@ -145,7 +145,7 @@ func (s *Service) create(c *container, req *shimv1.CreateRequest) (_ *shimv1.Con
 		c.io.Add(1)
 		go func(name string, typ byte, r *os.File) {
 			defer c.io.Done()
-			defer r.Close()
+			defer func() { _ = r.Close() }()
 			// The log gets every line; attached clients get what comes
 			// while they are there.
 			if err := log.Copy(name, io.TeeReader(r, c.tee(typ))); err != nil && !errors.Is(err, unix.EIO) {

@@ -53,10 +53,10 @@ func (s *Service) Delete(_ context.Context, req *shimv1.DeleteRequest) (*shimv1.
 	c.closeChildIO()
 	c.io.Wait()
 	if c.log != nil {
-		c.log.Close()
+		_ = c.log.Close()
 	}
 	if c.stdin != nil {
-		c.stdin.Close()
+		_ = c.stdin.Close()
 	}
 	c.killExecs()
 	if c.init != nil {

@@ -2,6 +2,7 @@ package service
 
 import (
 	"context"
+	"errors"
 
 	cerrdefs "github.com/containerd/errdefs"
 	"github.com/containerd/errdefs/pkg/errgrpc"
@@ -16,7 +17,7 @@ import (
 // always had (Unknown, or that of an os error: NotFound for ENOENT, …).
 func UnaryServerInterceptor(ctx context.Context, unmarshal ttrpc.Unmarshaler, _ *ttrpc.UnaryServerInfo, method ttrpc.Method) (any, error) {
 	resp, err := method(ctx, unmarshal)
-	if err == nil || cerrdefs.Resolve(err) == cerrdefs.ErrUnknown {
+	if err == nil || errors.Is(cerrdefs.Resolve(err), cerrdefs.ErrUnknown) {
 		return resp, err
 	}
 	return resp, errgrpc.ToGRPC(err)

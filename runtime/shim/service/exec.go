@@ -247,7 +247,7 @@ func (p *execProc) kill() {
 func (p *execProc) cleanup() {
 	p.once.Do(func() {
 		if p.dir != "" {
-			os.RemoveAll(p.dir)
+			_ = os.RemoveAll(p.dir)
 		}
 	})
 }
@@ -261,7 +261,7 @@ func drain(copies *sync.WaitGroup, readers ...*os.File) {
 	case <-done:
 	case <-time.After(time.Second):
 		for _, r := range readers {
-			r.Close()
+			_ = r.Close()
 		}
 		<-done
 	}

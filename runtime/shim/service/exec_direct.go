@@ -136,7 +136,9 @@ func (s *Service) startDirect(ctx context.Context, c *container, process []byte,
 		r, err := cmd.Next()
 		switch {
 		case err != nil:
-			return fail(fmt.Errorf("direct exec: %v", err))
+			// Not wrapped: the helper's I/O error must not give the exec
+			// a class (ttrpc would turn a wrapped ENOENT into NotFound).
+			return fail(fmt.Errorf("direct exec: %v", err)) //nolint:errorlint // see above
 		case len(r.Filter) > 0:
 			c.mu.Lock()
 			c.direct.filter = r.Filter

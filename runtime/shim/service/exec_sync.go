@@ -30,13 +30,13 @@ func (s *Service) ExecSync(ctx context.Context, req *shimv1.ExecSyncRequest) (*s
 	if err != nil {
 		return nil, err
 	}
-	defer outR.Close()
+	defer func() { _ = outR.Close() }()
 	errR, errW, err := os.Pipe()
 	if err != nil {
-		outW.Close()
+		_ = outW.Close()
 		return nil, err
 	}
-	defer errR.Close()
+	defer func() { _ = errR.Close() }()
 	limit := req.MaxOutput
 	if limit <= 0 {
 		limit = 16 << 20
@@ -52,8 +52,8 @@ func (s *Service) ExecSync(ctx context.Context, req *shimv1.ExecSyncRequest) (*s
 	if errors.Is(err, errUseRuntime) {
 		p, err = s.startExec(ctx, c, req.Process, stdio)
 	}
-	outW.Close()
-	errW.Close()
+	_ = outW.Close()
+	_ = errW.Close()
 	if err != nil {
 		if timedOut() {
 			drain(&copies, outR, errR)

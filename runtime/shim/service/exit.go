@@ -1,7 +1,6 @@
 package service
 
 import (
-	"encoding/json"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -9,6 +8,7 @@ import (
 	"time"
 
 	shimv1 "github.com/berthrt/berth/proto/berth/shim/v1"
+	"github.com/berthrt/berth/runtime/shim/exitfile"
 	"github.com/berthrt/berth/runtime/shim/reaper"
 )
 
@@ -76,38 +76,14 @@ func (s *Service) containerExited(c *container, e reaper.Exit) {
 	c.killExecs()
 	close(c.exited)
 	st := c.state()
-	if err := writeExit(s.exitFile(c.id), st); err != nil {
+	if err := exitfile.Write(s.exitFile(c.id), st); err != nil {
 		s.opts.Log.Warn("record exit", "id", c.id, "err", err)
 	}
 	s.opts.Log.Info("container exited", "id", c.id, "pid", e.Pid, "code", e.Status, "oom", oom)
 	s.publish(&shimv1.Event{Container: st})
 }
 
-func (s *Service) exitFile(id string) string { return filepath.Join(s.opts.StateDir, id+".exit") }
-
-// writeExit records an exit durably, so that berthd learns it even if this
-// shim is gone by the time berthd asks.
-func writeExit(path string, st *shimv1.ContainerState) error {
-	data, err := json.Marshal(st)
-	if err != nil {
-		return err
-	}
-	tmp := path + ".tmp"
-	if err := os.WriteFile(tmp, data, 0o600); err != nil {
-		return err
-	}
-	return os.Rename(tmp, path)
-}
-
-// ReadExit reads an exit recorded by a shim.
-func ReadExit(stateDir, id string) (*shimv1.ContainerState, error) {
-	data, err := os.ReadFile(filepath.Join(stateDir, id+".exit"))
-	if err != nil {
-		return nil, err
-	}
-	var st shimv1.ContainerState
-	return &st, json.Unmarshal(data, &st)
-}
+func (s *Service) exitFile(id string) string { return exitfile.Path(s.opts.StateDir, id) }
 
 // oomKilled reports whether the kernel OOM-killed a process of the memory
 // cgroup dir (v1 memory.oom_control or v2 memory.events).

@@ -27,8 +27,8 @@ func (s *Service) runRuntime(build func(logFile string) *exec.Cmd) error {
 	if err != nil {
 		return err
 	}
-	lf.Close()
-	defer os.Remove(lf.Name())
+	_ = lf.Close()
+	defer func() { _ = os.Remove(lf.Name()) }()
 	cmd := build(lf.Name())
 	var stderr bytes.Buffer
 	var errR, errW *os.File
@@ -40,17 +40,17 @@ func (s *Service) runRuntime(build func(logFile string) *exec.Cmd) error {
 	}
 	started, err := s.reaper.Start(cmd)
 	if errW != nil {
-		errW.Close()
+		_ = errW.Close()
 	}
 	if err != nil {
 		if errR != nil {
-			errR.Close()
+			_ = errR.Close()
 		}
 		return err
 	}
 	if errR != nil {
 		_, _ = io.Copy(&stderr, io.LimitReader(errR, 64<<10))
-		errR.Close()
+		_ = errR.Close()
 	}
 	exit := started.Wait()
 	if exit.Status == 0 {

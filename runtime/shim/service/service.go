@@ -159,7 +159,7 @@ func (c *container) closeChildIO() {
 	c.childIO = nil
 	c.mu.Unlock()
 	for _, f := range io {
-		f.Close()
+		_ = f.Close()
 	}
 }
 

@@ -19,6 +19,7 @@ import (
 
 	shimv1 "github.com/berthrt/berth/proto/berth/shim/v1"
 	"github.com/berthrt/berth/runtime/oci"
+	"github.com/berthrt/berth/runtime/shim/exitfile"
 )
 
 func TestMain(m *testing.M) {
@@ -49,7 +50,7 @@ func service(t *testing.T) *Service {
 			t.Fatal(err)
 		}
 		svcDir = dir
-		rt := &oci.Runtime{Handler: "fake", Path: os.Args[0], Root: filepath.Join(dir, "rt")}
+		rt := &oci.Runtime{Name: "fake", Path: os.Args[0], Root: filepath.Join(dir, "rt")}
 		if err := os.MkdirAll(rt.Root, 0o700); err != nil {
 			t.Fatal(err)
 		}
@@ -140,7 +141,7 @@ func TestLifecycle(t *testing.T) {
 	if ex.Status != shimv1.Status_STATUS_STOPPED || ex.ExitCode != 3 || ex.FinishedAt < ex.StartedAt || ex.StartedAt == 0 {
 		t.Errorf("exit event: %+v", ex)
 	}
-	if rec, err := ReadExit(svcDir, "life"); err != nil || rec.ExitCode != 3 {
+	if rec, err := exitfile.Read(svcDir, "life"); err != nil || rec.ExitCode != 3 {
 		t.Errorf("recorded exit: %+v %v", rec, err)
 	}
 	log, _ := os.ReadFile(logPath)
@@ -157,7 +158,7 @@ func TestLifecycle(t *testing.T) {
 	if _, err := s.State(ctx, &shimv1.IDRequest{Id: "life"}); code(err) != codes.NotFound {
 		t.Errorf("state after delete: %v", err)
 	}
-	if _, err := ReadExit(svcDir, "life"); err == nil {
+	if _, err := exitfile.Read(svcDir, "life"); err == nil {
 		t.Error("exit record outlived the container")
 	}
 }

@@ -34,7 +34,7 @@ func sessionListener() (*net.UnixListener, string, error) {
 	path := filepath.Join(dir, "s")
 	l, err := net.ListenUnix("unix", &net.UnixAddr{Name: path, Net: "unix"})
 	if err != nil {
-		os.RemoveAll(dir)
+		_ = os.RemoveAll(dir)
 		return nil, "", err
 	}
 	return l, path, nil
@@ -42,8 +42,8 @@ func sessionListener() (*net.UnixListener, string, error) {
 
 // acceptOne takes the one connection of a session and removes the socket.
 func acceptOne(l *net.UnixListener, path string) (*net.UnixConn, error) {
-	defer os.RemoveAll(filepath.Dir(path))
-	defer l.Close()
+	defer func() { _ = os.RemoveAll(filepath.Dir(path)) }()
+	defer func() { _ = l.Close() }()
 	_ = l.SetDeadline(time.Now().Add(sessionAcceptTimeout))
 	return l.AcceptUnix()
 }
@@ -77,7 +77,7 @@ func (s *Service) serveSession(kind, id string, run func(*net.UnixConn)) (*shimv
 			s.opts.Log.Warn(kind+" session not taken", "id", id, "err", err)
 			return
 		}
-		defer conn.Close()
+		defer func() { _ = conn.Close() }()
 		run(conn)
 	}()
 	return &shimv1.SessionResponse{Socket: path}, nil
@@ -130,11 +130,11 @@ func (s *Service) execSession(c *container, conn *net.UnixConn, req *shimv1.Exec
 		p, err = s.startExec(context.Background(), c, req.Process, stdio)
 	}
 	for _, f := range childEnds {
-		f.Close()
+		_ = f.Close()
 	}
 	if err != nil {
 		for _, r := range readers {
-			r.Close()
+			_ = r.Close()
 		}
 		code := int32(126)
 		if errors.Is(err, oci.ErrExecutableNotFound) {
@@ -151,7 +151,7 @@ func (s *Service) execSession(c *container, conn *net.UnixConn, req *shimv1.Exec
 			fail("terminal: "+err.Error(), 126)
 			return
 		}
-		defer master.Close()
+		defer func() { _ = master.Close() }()
 		stdinW = master
 		readers = []*os.File{master}
 	}
@@ -182,7 +182,7 @@ func (s *Service) execSession(c *container, conn *net.UnixConn, req *shimv1.Exec
 	drain(&copies, readers...)
 	_ = fw.Frame(frame.Exit, frame.ExitPayload(int32(p.code)))
 	if stdinW != nil && stdinW != master {
-		stdinW.Close()
+		_ = stdinW.Close()
 	}
 }
 
@@ -202,7 +202,7 @@ func relayInput(conn net.Conn, stdin, console *os.File, closeStdinOnEOF bool) {
 			}
 		case frame.StdinClose:
 			if stdin != nil && (closeStdinOnEOF || console == nil) {
-				stdin.Close()
+				_ = stdin.Close()
 				stdin = nil
 			}
 		case frame.Resize:

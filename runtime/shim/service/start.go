@@ -31,7 +31,7 @@ func (s *Service) Start(_ context.Context, req *shimv1.IDRequest) (*shimv1.Conta
 	c.mu.Unlock()
 	ctx, cancel := runtimeCtx()
 	defer cancel()
-	err = s.release(ctx, c)
+	err = s.startCreated(ctx, c)
 	if errors.Is(err, errUseRuntime) {
 		err = s.runRuntime(func(logFile string) *exec.Cmd {
 			cmd := s.opts.Runtime.Start(ctx, req.Id, logFile)
@@ -55,7 +55,7 @@ func (s *Service) Start(_ context.Context, req *shimv1.IDRequest) (*shimv1.Conta
 	}
 	c.mu.Unlock()
 	if s.waitsThroughRuntime(c.id) {
-		go s.runtimeWait(c)
+		go s.runtimeWait(c) //nolint:gosec // waits for the container's exit, which outlives the Start call
 	}
 	return c.state(), nil
 }
@@ -70,9 +70,9 @@ func (s *Service) runtimeWait(c *container) {
 	cmd := exec.CommandContext(context.Background(), s.opts.Runtime.Path, append(s.opts.Runtime.GlobalArgs(), "wait", c.id)...)
 	cmd.Stdout = w
 	started, err := s.reaper.Start(cmd)
-	w.Close()
+	_ = w.Close()
 	if err != nil {
-		out.Close()
+		_ = out.Close()
 		s.containerExited(c, reaper.Exit{Status: 255, At: time.Now()})
 		return
 	}
@@ -80,7 +80,7 @@ func (s *Service) runtimeWait(c *container) {
 		ExitStatus int `json:"exitStatus"`
 	}
 	derr := json.NewDecoder(out).Decode(&res)
-	out.Close()
+	_ = out.Close()
 	e := started.Wait()
 	status := res.ExitStatus
 	if derr != nil {

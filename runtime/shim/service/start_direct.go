@@ -13,11 +13,11 @@ import (
 	"github.com/berthrt/berth/runtime/shim/direct"
 )
 
-// release starts a created runc container the way `runc start` does,
-// without runc (direct.Release). errUseRuntime means nothing happened and
+// startCreated starts a created runc container the way `runc start` does,
+// without runc (direct.StartCreated). errUseRuntime means nothing happened and
 // `runc start` is to be used: another runtime, direct start off, or a
 // spec with hooks that `runc start` runs.
-func (s *Service) release(ctx context.Context, c *container) error {
+func (s *Service) startCreated(ctx context.Context, c *container) error {
 	rt := s.opts.Runtime
 	if !rt.DirectStart || !rt.Traits().DirectStart || rt.Root == "" || len(c.childIO) > 0 {
 		return errUseRuntime
@@ -38,7 +38,7 @@ func (s *Service) release(ctx context.Context, c *container) error {
 	if start == 0 {
 		return errUseRuntime // the init was never seen alive: let runc judge
 	}
-	err = direct.Release(ctx, filepath.Join(rt.Root, c.id), pid, start)
+	err = direct.StartCreated(ctx, filepath.Join(rt.Root, c.id), pid, start)
 	switch {
 	case errors.Is(err, direct.ErrNoFifo):
 		s.opts.Log.Warn("no exec fifo where runc keeps it; using runc start", "id", c.id, "err", err)

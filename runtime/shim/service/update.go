@@ -18,12 +18,14 @@ func (s *Service) Update(ctx context.Context, req *shimv1.UpdateRequest) (*shimv
 	if err != nil {
 		return nil, err
 	}
-	defer os.Remove(f.Name())
+	defer func() { _ = os.Remove(f.Name()) }()
 	if _, err := f.Write(req.Resources); err != nil {
-		f.Close()
+		_ = f.Close()
 		return nil, err
 	}
-	f.Close()
+	if err := f.Close(); err != nil {
+		return nil, err // the runtime would read a short file
+	}
 	rctx, cancel := runtimeCtx()
 	defer cancel()
 	err = s.runRuntime(func(logFile string) *exec.Cmd {

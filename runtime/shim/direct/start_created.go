@@ -18,7 +18,7 @@ var ErrNoFifo = errors.New("no runc exec fifo")
 // ErrStarted wraps what went wrong after the container started.
 var ErrStarted = errors.New("container started")
 
-// Release starts a container that `runc create` made, exactly as `runc
+// StartCreated starts a container that `runc create` made, exactly as `runc
 // start` does, without starting runc: runc's init waits inside the
 // container to write one byte to the exec FIFO in runc's state directory
 // (stateDir, <root>/<id>) and execs the container's process once someone
@@ -30,7 +30,7 @@ var ErrStarted = errors.New("container started")
 // that the container runs but its FIFO could not be removed. Any other
 // error means the container did not start: its init (pid, started at
 // start) is gone or ctx ended first.
-func Release(ctx context.Context, stateDir string, pid int, start uint64) error {
+func StartCreated(ctx context.Context, stateDir string, pid int, start uint64) error {
 	path := filepath.Join(stateDir, "exec.fifo")
 	// Look before opening (never open a device or such), and again after
 	// (in case it was swapped in between).
@@ -46,7 +46,7 @@ func Release(ctx context.Context, stateDir string, pid int, start uint64) error 
 		return fmt.Errorf("%w: %w", ErrNoFifo, err)
 	}
 	f := os.NewFile(uintptr(fd), path)
-	defer f.Close()
+	defer func() { _ = f.Close() }()
 	if fi, err := f.Stat(); err != nil || fi.Mode()&os.ModeNamedPipe == 0 {
 		return fmt.Errorf("%w: %s is not a fifo", ErrNoFifo, path)
 	}

@@ -43,7 +43,7 @@ func TestReleaseStartsTheWaitingInit(t *testing.T) {
 	if _, err := os.Stat(filepath.Join(dir, "released")); err == nil {
 		t.Fatal("the init went on before it was released")
 	}
-	if err := Release(context.Background(), dir, cmd.Process.Pid, start); err != nil {
+	if err := StartCreated(context.Background(), dir, cmd.Process.Pid, start); err != nil {
 		t.Fatal(err)
 	}
 	for deadline := time.Now().Add(5 * time.Second); ; time.Sleep(10 * time.Millisecond) {
@@ -62,7 +62,7 @@ func TestReleaseStartsTheWaitingInit(t *testing.T) {
 func TestReleaseOfADeadInit(t *testing.T) {
 	dir, cmd, start := waitingInit(t, `sleep 0.3`)
 	begun := time.Now()
-	err := Release(context.Background(), dir, cmd.Process.Pid, start)
+	err := StartCreated(context.Background(), dir, cmd.Process.Pid, start)
 	if err == nil || errors.Is(err, ErrNoFifo) || errors.Is(err, ErrStarted) || !strings.Contains(err.Error(), "already dead") {
 		t.Fatalf("release of an init that died = %v, want a dead-process error", err)
 	}
@@ -78,20 +78,20 @@ func TestReleaseGivesUpWithItsContext(t *testing.T) {
 	dir, cmd, start := waitingInit(t, `exec sleep 30`)
 	ctx, cancel := context.WithTimeout(context.Background(), 300*time.Millisecond)
 	defer cancel()
-	if err := Release(ctx, dir, cmd.Process.Pid, start); !errors.Is(err, context.DeadlineExceeded) {
+	if err := StartCreated(ctx, dir, cmd.Process.Pid, start); !errors.Is(err, context.DeadlineExceeded) {
 		t.Fatalf("release past its deadline = %v", err)
 	}
 }
 
 func TestReleaseWithoutAFifo(t *testing.T) {
 	dir := t.TempDir()
-	if err := Release(context.Background(), dir, os.Getpid(), 0); !errors.Is(err, ErrNoFifo) {
+	if err := StartCreated(context.Background(), dir, os.Getpid(), 0); !errors.Is(err, ErrNoFifo) {
 		t.Errorf("no fifo: %v, want ErrNoFifo", err)
 	}
 	if err := os.WriteFile(filepath.Join(dir, "exec.fifo"), []byte("0"), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	if err := Release(context.Background(), dir, os.Getpid(), 0); !errors.Is(err, ErrNoFifo) {
+	if err := StartCreated(context.Background(), dir, os.Getpid(), 0); !errors.Is(err, ErrNoFifo) {
 		t.Errorf("a regular file: %v, want ErrNoFifo", err)
 	}
 	if _, err := os.Stat(filepath.Join(dir, "exec.fifo")); err != nil {
