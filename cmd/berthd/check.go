@@ -37,7 +37,8 @@ func check(cfg *config.Config, w io.Writer) int {
 	for _, h := range oci.NewHandlers(ctx, cfg).All() {
 		name := "runtime " + h.Name
 		if h.ProbeErr != nil {
-			add(finding{name: name, detail: h.ProbeErr.Error(), fix: fmt.Sprintf("install %s (apt-get install %s) or fix [runtimes.%s] path", h.Kind, h.Kind, h.Name)})
+			bin := filepath.Base(h.Path)
+			add(finding{name: name, detail: h.ProbeErr.Error(), fix: fmt.Sprintf("install %s (apt-get install %s) or fix [runtimes.%s] path", bin, bin, h.Name)})
 			continue
 		}
 		detail := fmt.Sprintf("%s %s, OCI spec %s", h.Path, h.Info.Version, h.Info.SpecVersion)

@@ -25,18 +25,20 @@ type runtimeMessage struct {
 // This table is the only place where berth reads an error's text: every
 // other decision asks errors.Is about the class Classify gives.
 var runtimeMessages = []runtimeMessage{
-	// The container is not known to the runtime.
-	{"runc", []string{"container does not exist"}, errdefs.ErrNotFound},
-	{"runsc", []string{"loading container: file does not exist"}, errdefs.ErrNotFound},
-	{"crun", []string{"error opening file `", "/status`: No such file or directory"}, errdefs.ErrNotFound},
-
 	// The command is not in the container. (Before the container checks:
 	// "no such file" of a missing command is not a missing container.)
 	{"runc, runsc", []string{"executable file not found in $PATH"}, ErrExecutableNotFound},
 	{"runc", []string{`exec: "`, ": no such file or directory"}, ErrExecutableNotFound},
+	{"runc (a script's missing interpreter)", []string{"container process: exec /", ": no such file or directory"}, ErrExecutableNotFound},
 	{"crun", []string{"executable file `", "` not found"}, ErrExecutableNotFound},
 	{"runsc", []string{"error finding executable "}, ErrExecutableNotFound},
 	{"runsc", []string{"failed to load ", ": no such file or directory"}, ErrExecutableNotFound},
+
+	// The container is not known to the runtime.
+	{"runc", []string{"container does not exist"}, errdefs.ErrNotFound},
+	{"runsc", []string{"loading container: file does not exist"}, errdefs.ErrNotFound},
+	{"crun", []string{"error opening file `", "/status`: No such file or directory"}, errdefs.ErrNotFound},
+	{"youki", []string{"container ", " does not exist"}, errdefs.ErrNotFound},
 
 	// The id is taken.
 	{"runc", []string{"container with given ID already exists"}, errdefs.ErrAlreadyExists},

@@ -31,7 +31,10 @@ func TestClassify(t *testing.T) {
 		{"executable file `nosuch` not found in $PATH: No such file or directory", ErrExecutableNotFound},
 		{`executing processes for container: executing command "nosuch" in sandbox: error finding executable "nosuch" in PATH [/bin /usr/bin]: no such file or directory`, ErrExecutableNotFound},
 		{`executing processes for container: executing command "/nosuch" in sandbox: failed to load /nosuch: no such file or directory`, ErrExecutableNotFound},
+		{"exec failed: unable to start container process: exec /script.sh: no such file or directory", ErrExecutableNotFound},
+		{"container 4b1c does not exist.", errdefs.ErrNotFound},
 		// Not in the table.
+		{`exec failed: unable to start container process: chdir to cwd ("/nope") set in config.json failed: no such file or directory`, nil},
 		{"cannot create: told to fail", nil},
 		{"exit status 1", nil},
 		{"pivot_root: Device or resource busy", nil},

@@ -89,7 +89,7 @@ func (m *Manager) RemovePodSandbox(ctx context.Context, id string) error {
 // forceDeleteFromRuntime removes a container with the runtime binary
 // directly, for pods whose shim is gone.
 func (m *Manager) forceDeleteFromRuntime(ctx context.Context, h *oci.Handler, id string) {
-	if out, err := h.Delete(ctx, id, true, "").CombinedOutput(); err != nil && !strings.Contains(string(out), "not exist") {
+	if out, err := h.Delete(ctx, id, true, "").CombinedOutput(); err != nil && !errdefs.IsNotFound(oci.Classify(string(out))) {
 		m.log.Warn("runtime delete", "id", id, "err", err, "out", strings.TrimSpace(string(out)))
 	}
 }

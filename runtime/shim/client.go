@@ -47,8 +47,13 @@ type SpawnOptions struct {
 func Spawn(ctx context.Context, o SpawnOptions) (*Client, error) {
 	args := []string{
 		"--pod-id", o.PodID, "--state-dir", o.StateDir, "--socket", o.Socket,
-		"--handler", o.Runtime.Name, "--runtime", o.Runtime.Path, "--kind", string(o.Runtime.Kind), "--runtime-root", o.Runtime.Root,
+		"--handler", o.Runtime.Name, "--runtime", o.Runtime.Path, "--runtime-root", o.Runtime.Root,
 		"--log-level", o.LogLevel, "--ready-fd", "3",
+	}
+	// Only a kind the binary's name would not give: a berth-shim older
+	// than the flag still starts where it is not needed.
+	if guess, _ := oci.ParseKind("", o.Runtime.Path); o.Runtime.Kind != "" && o.Runtime.Kind != guess {
+		args = append(args, "--kind", string(o.Runtime.Kind))
 	}
 	for _, a := range o.Runtime.Args {
 		args = append(args, "--runtime-arg", a)
