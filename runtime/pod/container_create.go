@@ -55,16 +55,15 @@ func (m *Manager) CreateContainer(ctx context.Context, podID string, cfg *runtim
 	id := newID()
 	pmd := sb.cfg.GetMetadata()
 	name := strings.Join([]string{md.GetName(), pmd.GetName(), pmd.GetNamespace(), pmd.GetUid(), strconv.FormatUint(uint64(md.GetAttempt()), 10)}, "_")
-	if err := m.reserve(name, id); err != nil {
-		return "", err
-	}
 	var u undo
 	defer func() {
 		if err != nil {
 			u.run()
 		}
 	}()
-	u.add(func() { m.releaseName(name, id) })
+	if err := m.reserveName(&u, name, id); err != nil {
+		return "", err
+	}
 
 	rawCfg, err := proto.Marshal(cfg)
 	if err != nil {

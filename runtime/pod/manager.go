@@ -167,6 +167,15 @@ func (m *Manager) reserve(name, id string) error {
 	return nil
 }
 
+// reserveName reserves name for id until u runs.
+func (m *Manager) reserveName(u *undo, name, id string) error {
+	if err := m.reserve(name, id); err != nil {
+		return err
+	}
+	u.add(func() { m.releaseName(name, id) })
+	return nil
+}
+
 func (m *Manager) releaseName(name, id string) {
 	m.mu.Lock()
 	defer m.mu.Unlock()

@@ -19,18 +19,11 @@ import (
 // RemovePodSandbox stops the pod if needed and frees all it holds. A
 // missing pod is not an error.
 func (m *Manager) RemovePodSandbox(ctx context.Context, id string) error {
-	sb, err := m.getSandbox(id)
-	if errdefs.IsNotFound(err) {
-		return nil
-	}
-	if err != nil {
+	sb, err := m.lockedSandbox(id)
+	if err != nil || sb == nil {
 		return err
 	}
-	sb.op.Lock()
 	defer sb.op.Unlock()
-	if sb.isRemoved() {
-		return nil
-	}
 	if err := m.stopSandbox(ctx, sb); err != nil {
 		return err
 	}

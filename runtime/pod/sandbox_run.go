@@ -50,16 +50,15 @@ func (m *Manager) RunPodSandbox(ctx context.Context, cfg *runtimeapi.PodSandboxC
 	}
 	id := newID()
 	name := sandboxName(md)
-	if err := m.reserve(name, id); err != nil {
-		return "", err
-	}
 	var u undo
 	defer func() {
 		if err != nil {
 			u.run()
 		}
 	}()
-	u.add(func() { m.releaseName(name, id) })
+	if err := m.reserveName(&u, name, id); err != nil {
+		return "", err
+	}
 
 	rawCfg, err := proto.Marshal(cfg)
 	if err != nil {

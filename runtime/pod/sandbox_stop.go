@@ -16,19 +16,11 @@ import (
 // StopPodSandbox stops every container of the pod and the sandbox, and
 // tears the network down once. Stopping a stopped pod does nothing.
 func (m *Manager) StopPodSandbox(ctx context.Context, id string) error {
-	sb, err := m.getSandbox(id)
-	if errdefs.IsNotFound(err) {
-		// Everything of a pod that is not there is reclaimed already.
-		return nil
-	}
-	if err != nil {
+	sb, err := m.lockedSandbox(id)
+	if err != nil || sb == nil {
 		return err
 	}
-	sb.op.Lock()
 	defer sb.op.Unlock()
-	if sb.isRemoved() {
-		return nil
-	}
 	return m.stopSandbox(ctx, sb)
 }
 
@@ -84,4 +76,23 @@ func (m *Manager) stopSandbox(ctx context.Context, sb *sandbox) error {
 		defer m.emit(runtimeapi.ContainerEventType_CONTAINER_STOPPED_EVENT, rec.ID, rec.ID)
 	}
 	return m.saveSandbox(sb)
+}
+
+// lockedSandbox returns pod id holding its operation lock (release it
+// with sb.op.Unlock), or nil when there is nothing left to act on: a pod
+// that is not there, or one removed meanwhile, is reclaimed already.
+func (m *Manager) lockedSandbox(id string) (*sandbox, error) {
+	sb, err := m.getSandbox(id)
+	if errdefs.IsNotFound(err) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, err
+	}
+	sb.op.Lock()
+	if sb.isRemoved() {
+		sb.op.Unlock()
+		return nil, nil
+	}
+	return sb, nil
 }
