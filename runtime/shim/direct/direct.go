@@ -38,9 +38,9 @@ type Request struct {
 	// InitPid is the container's init, whose cgroups the process joins
 	// (its pidfd comes with the request).
 	InitPid int `json:"initPid"`
-	// CgroupMounts are the host's cgroup hierarchies (read once by the
-	// shim; nil: the helper reads them). A stale table fails the exec: the
-	// helper's cgroups must equal the init's.
+	// CgroupMounts are the host's cgroup hierarchies, read once by the
+	// shim. A stale table fails the exec: the helper's cgroups must equal
+	// the init's.
 	CgroupMounts CgroupMounts `json:"cgroupMounts,omitempty"`
 	// Namespaces are the kinds joined, in the order of their descriptors.
 	Namespaces []string       `json:"namespaces"`

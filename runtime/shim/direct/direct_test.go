@@ -92,19 +92,3 @@ func TestWithHome(t *testing.T) {
 		t.Errorf("no default: %v", got)
 	}
 }
-
-func TestStartTime(t *testing.T) {
-	a, err := StartTime(os.Getpid())
-	if err != nil || a == 0 {
-		t.Fatalf("StartTime(self) = %d, %v", a, err)
-	}
-	if err := sameProcess(os.Getpid(), a); err != nil {
-		t.Errorf("sameProcess(self): %v", err)
-	}
-	if err := sameProcess(os.Getpid(), a+1); err == nil {
-		t.Error("sameProcess with another start time succeeded")
-	}
-	if _, err := StartTime(1 << 30); err == nil {
-		t.Error("StartTime of no process succeeded")
-	}
-}

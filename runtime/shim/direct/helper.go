@@ -119,14 +119,7 @@ func start(req *Request, out *json.Encoder) (int, error) {
 			return 0, err
 		}
 	}
-	mounts := req.CgroupMounts
-	if mounts == nil {
-		var err error
-		if mounts, err = HostCgroupMounts(); err != nil {
-			return 0, err
-		}
-	}
-	if err := joinCgroups(req.InitPid, mounts, alive); err != nil {
+	if err := joinCgroups(req.InitPid, req.CgroupMounts, alive); err != nil {
 		return 0, refusedError{err}
 	}
 	for _, rl := range p.Rlimits {

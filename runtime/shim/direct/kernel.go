@@ -109,41 +109,6 @@ func loadFilter(prog []byte, flags uint) error {
 	return nil
 }
 
-// StartTime is pid's start time (clock ticks after boot): with the pid, it
-// names one process for good.
-func StartTime(pid int) (uint64, error) {
-	_, start, err := procStat(pid)
-	return start, err
-}
-
-// procStat reads pid's state letter and start time from /proc/<pid>/stat.
-func procStat(pid int) (state byte, start uint64, err error) {
-	data, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
-	if err != nil {
-		return 0, 0, err
-	}
-	// The command name may hold spaces and parentheses: count from the last ')'.
-	i := strings.LastIndexByte(string(data), ')')
-	if i < 0 {
-		return 0, 0, fmt.Errorf("/proc/%d/stat: %q", pid, data)
-	}
-	fields := strings.Fields(string(data[i+1:]))
-	if len(fields) < 20 || len(fields[0]) != 1 {
-		return 0, 0, fmt.Errorf("/proc/%d/stat: %q", pid, data)
-	}
-	start, err = strconv.ParseUint(fields[19], 10, 64)
-	return fields[0][0], start, err
-}
-
-// sameProcess says whether pid is still the live process that started at
-// start.
-func sameProcess(pid int, start uint64) error {
-	if state, now, err := procStat(pid); err != nil || now != start || state == 'Z' || state == 'X' {
-		return fmt.Errorf("the container's init (pid %d) is gone", pid)
-	}
-	return nil
-}
-
 // joinCgroups moves this process into every cgroup pid is in, then checks
 // that it is in exactly those: a hierarchy it could not match would leave
 // the process outside the container's limits (fail closed). alive says

@@ -30,8 +30,7 @@ var nsKinds = []string{"cgroup", "ipc", "mnt", "net", "pid", "time", "user", "ut
 // is in. Joining these descriptors enters the container's namespaces
 // whatever its init did since; Verify says whether it is still in them.
 type Init struct {
-	Pid   int
-	Start uint64
+	Pid int
 
 	mu    sync.Mutex // guards the descriptors against use while they close
 	pidfd int
@@ -57,9 +56,6 @@ func PinInit(pid int) (_ *Init, err error) {
 			in.Close()
 		}
 	}()
-	if in.Start, err = StartTime(pid); err != nil {
-		return nil, err
-	}
 	for _, kind := range nsKinds {
 		fd, err := unix.Open(fmt.Sprintf("/proc/%d/ns/%s", pid, kind), unix.O_RDONLY|unix.O_CLOEXEC, 0)
 		if errors.Is(err, unix.ENOENT) {

@@ -28,9 +28,9 @@ var ErrStarted = errors.New("container started")
 //
 // ErrNoFifo (wrapped) means nothing was touched; ErrStarted (wrapped)
 // that the container runs but its FIFO could not be removed. Any other
-// error means the container did not start: its init (pid, started at
-// start) is gone or ctx ended first.
-func StartCreated(ctx context.Context, stateDir string, pid int, start uint64) error {
+// error means the container did not start: its init is gone (alive, the
+// pinned init's check, failed) or ctx ended first.
+func StartCreated(ctx context.Context, stateDir string, alive func() error) error {
 	path := filepath.Join(stateDir, "exec.fifo")
 	// Look before opening (never open a device or such), and again after
 	// (in case it was swapped in between).
@@ -52,7 +52,7 @@ func StartCreated(ctx context.Context, stateDir string, pid int, start uint64) e
 	}
 	buf := make([]byte, 1)
 	for {
-		if err := sameProcess(pid, start); err != nil {
+		if err := alive(); err != nil {
 			return fmt.Errorf("container process is already dead: %w", err)
 		}
 		if err := ctx.Err(); err != nil {

@@ -166,9 +166,6 @@ func (s *Service) create(c *container, req *shimv1.CreateRequest) (_ *shimv1.Con
 	c.mu.Lock()
 	c.pid = pid
 	c.init = init
-	if init != nil {
-		c.direct.initStart = init.Start
-	}
 	c.status = shimv1.Status_STATUS_CREATED
 	c.createdAt = time.Now()
 	c.mu.Unlock()

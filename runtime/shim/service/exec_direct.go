@@ -21,10 +21,9 @@ var errUseRuntime = errors.New("use the runtime's exec")
 
 // directState is what a container's direct execs reuse.
 type directState struct {
-	plan      *direct.Plan
-	mounts    direct.CgroupMounts // the host's cgroup hierarchies, once read
-	filter    []byte              // the container's seccomp program, once read
-	initStart uint64              // the init's start time, read at create
+	plan   *direct.Plan
+	mounts direct.CgroupMounts // the host's cgroup hierarchies, once read
+	filter []byte              // the container's seccomp program, once read
 }
 
 // directPlan reads (once) how c's processes can be entered directly.
@@ -84,7 +83,12 @@ func (s *Service) startDirect(ctx context.Context, c *container, process []byte,
 	if c.direct.mounts == nil {
 		// Once per container: parsing mountinfo costs more the more pods
 		// a node runs.
-		c.direct.mounts, _ = direct.HostCgroupMounts()
+		m, err := direct.HostCgroupMounts()
+		if err != nil {
+			c.mu.Unlock()
+			return nil, fmt.Errorf("cgroup mounts: %w", err)
+		}
+		c.direct.mounts = m
 	}
 	req := &direct.Request{ContainerID: c.id, InitPid: c.pid, Namespaces: plan.Namespaces, Process: &proc,
 		Seccomp: plan.Seccomp, SeccompFlags: plan.SeccompFlags, Filter: c.direct.filter, CgroupMounts: c.direct.mounts,

@@ -32,13 +32,10 @@ func (s *Service) startCreated(ctx context.Context, c *container) error {
 	if err != nil || spec.Hooks != nil {
 		return errUseRuntime
 	}
-	c.mu.Lock()
-	pid, start := c.pid, c.direct.initStart
-	c.mu.Unlock()
-	if start == 0 {
-		return errUseRuntime // the init was never seen alive: let runc judge
+	if c.init == nil {
+		return errUseRuntime // the init was never pinned: let runc judge
 	}
-	err = direct.StartCreated(ctx, filepath.Join(rt.Root, c.id), pid, start)
+	err = direct.StartCreated(ctx, filepath.Join(rt.Root, c.id), c.init.Alive)
 	switch {
 	case errors.Is(err, direct.ErrNoFifo):
 		s.opts.Log.Warn("no exec fifo where runc keeps it; using runc start", "id", c.id, "err", err)
