@@ -37,13 +37,19 @@ type ImageService struct {
 	runtimeapi.UnimplementedImageServiceServer
 	Images      Images
 	ContainerFS ContainerFS // optional
-	Log         *slog.Logger
+	// Handlers are the runtime handlers a pull may name; without them,
+	// a pull that names one is refused.
+	Handlers RuntimeHandlers
+	Log      *slog.Logger
 }
 
 // PullImage pulls an image; its ref is the image ID.
 func (s *ImageService) PullImage(ctx context.Context, req *runtimeapi.PullImageRequest) (*runtimeapi.PullImageResponse, error) {
 	if req.GetImage().GetImage() == "" {
 		return nil, errdefs.InvalidArgument("image is required")
+	}
+	if err := checkImageHandler(ctx, s.Handlers, req.GetImage().GetRuntimeHandler()); err != nil {
+		return nil, err
 	}
 	var auth *image.Auth
 	if a := req.GetAuth(); a != nil {

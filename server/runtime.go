@@ -7,6 +7,7 @@ import (
 
 	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
 
+	"github.com/berthrt/berth/runtime/errdefs"
 	"github.com/berthrt/berth/runtime/pod"
 )
 
@@ -79,6 +80,9 @@ func (s *RuntimeService) UpdateRuntimeConfig(ctx context.Context, req *runtimeap
 
 // RunPodSandbox starts a pod.
 func (s *RuntimeService) RunPodSandbox(ctx context.Context, req *runtimeapi.RunPodSandboxRequest) (*runtimeapi.RunPodSandboxResponse, error) {
+	if err := checkPodConfig(req.GetConfig()); err != nil {
+		return nil, err
+	}
 	id, err := s.Pods.RunPodSandbox(ctx, req.GetConfig(), req.GetRuntimeHandler())
 	if err != nil {
 		return nil, err
@@ -112,6 +116,9 @@ func (s *RuntimeService) ListPodSandbox(ctx context.Context, req *runtimeapi.Lis
 
 // CreateContainer creates a container in a pod.
 func (s *RuntimeService) CreateContainer(ctx context.Context, req *runtimeapi.CreateContainerRequest) (*runtimeapi.CreateContainerResponse, error) {
+	if err := checkContainerConfig(req.GetConfig()); err != nil {
+		return nil, err
+	}
 	id, err := s.Pods.CreateContainer(ctx, req.GetPodSandboxId(), req.GetConfig())
 	if err != nil {
 		return nil, err
@@ -165,6 +172,9 @@ func (s *RuntimeService) ReopenContainerLog(ctx context.Context, req *runtimeapi
 
 // UpdateContainerResources changes a container's limits live.
 func (s *RuntimeService) UpdateContainerResources(ctx context.Context, req *runtimeapi.UpdateContainerResourcesRequest) (*runtimeapi.UpdateContainerResourcesResponse, error) {
+	if set(req.GetWindows()) {
+		return nil, errdefs.InvalidArgument("UpdateContainerResourcesRequest.windows: berth runs Linux containers only")
+	}
 	return &runtimeapi.UpdateContainerResourcesResponse{}, s.Pods.UpdateContainerResources(ctx, req.GetContainerId(), req.GetLinux())
 }
 

@@ -119,8 +119,11 @@ func newLogger(w io.Writer, level, format string) (*slog.Logger, error) {
 
 func serve(cfg *config.Config, f flags, log *slog.Logger) error {
 	ctx := context.Background()
-	for _, d := range []string{cfg.Root, cfg.State} {
-		if err := pod.PrivateDir(d); err != nil {
+	if err := pod.PrivateDir(cfg.Root); err != nil {
+		return err
+	}
+	for _, d := range []string{cfg.State} {
+		if err := pod.SearchableDir(d); err != nil {
 			return err
 		}
 	}
@@ -162,6 +165,7 @@ func serve(cfg *config.Config, f flags, log *slog.Logger) error {
 	pods, err := pod.New(ctx, pod.Options{
 		Config: cfg, DB: db, Images: images, Handlers: handlers, CNI: cni,
 		Log: log.With("component", "pod"), ShimBinary: shimBin, LogLevel: f.logLevel,
+		LSM: nodeLSM(cfg, log),
 	})
 	if err != nil {
 		return err
@@ -193,7 +197,7 @@ func serve(cfg *config.Config, f flags, log *slog.Logger) error {
 		grpc.MaxRecvMsgSize(16<<20), grpc.MaxSendMsgSize(16<<20),
 	)
 	runtimeapi.RegisterRuntimeServiceServer(srv, &server.RuntimeService{Pods: pods, Streams: pods, Streaming: stream, CgroupDriver: cfg.CgroupDriver, Log: log})
-	runtimeapi.RegisterImageServiceServer(srv, &server.ImageService{Images: images, ContainerFS: pods, Log: log})
+	runtimeapi.RegisterImageServiceServer(srv, &server.ImageService{Images: images, ContainerFS: pods, Handlers: pods, Log: log})
 
 	lis, err := listen(cfg.Socket)
 	if err != nil {

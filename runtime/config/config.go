@@ -42,6 +42,8 @@ type Config struct {
 	Runtimes  map[string]Handler `toml:"runtimes"`
 	Image     Image              `toml:"image"`
 	CNI       CNI                `toml:"cni"`
+	Security  Security           `toml:"security"`
+	CDI       CDI                `toml:"cdi"`
 	Streaming Streaming          `toml:"streaming"`
 	Metrics   Metrics            `toml:"metrics"`
 }
@@ -110,6 +112,32 @@ type CNI struct {
 	DefaultSubnet string `toml:"default_subnet"`
 }
 
+// Security configures the confinement berth applies to pods.
+type Security struct {
+	// EnableSELinux applies the SELinux labels of pods and containers
+	// (containerd's enable_selinux); off, labels are accepted and ignored
+	// as containerd does, and `crictl info` says SELinux is off.
+	EnableSELinux bool `toml:"enable_selinux"`
+	// UnprivilegedPorts sets net.ipv4.ip_unprivileged_port_start=0 in pods
+	// with their own network namespace, so non-root containers can bind
+	// ports below 1024 (containerd's enable_unprivileged_ports).
+	UnprivilegedPorts bool `toml:"unprivileged_ports"`
+	// UnprivilegedICMP sets net.ipv4.ping_group_range="0 2147483647" in
+	// pods with their own network namespace, so any user can ping
+	// (containerd's enable_unprivileged_icmp).
+	UnprivilegedICMP bool `toml:"unprivileged_icmp"`
+}
+
+// CDI configures Container Device Interface devices.
+type CDI struct {
+	// Enabled injects the CDI devices containers request; off, a request
+	// for one is refused.
+	Enabled bool `toml:"enabled"`
+	// SpecDirs are the directories of CDI specs, later ones taking
+	// precedence; they are watched and reread on change.
+	SpecDirs []string `toml:"spec_dirs"`
+}
+
 // Streaming configures the exec/attach/port-forward server.
 type Streaming struct {
 	// Address is host:port; port 0 picks a free one. Loopback by default.
@@ -168,6 +196,8 @@ func Default() *Config {
 			CacheDir:      "/var/lib/berth/cni",
 			DefaultSubnet: "10.88.0.0/16",
 		},
+		Security: Security{UnprivilegedPorts: true, UnprivilegedICMP: true},
+		CDI:      CDI{Enabled: true, SpecDirs: []string{"/etc/cdi", "/var/run/cdi"}},
 		Streaming: Streaming{
 			Address:     "127.0.0.1:0",
 			IdleTimeout: Duration{4 * time.Hour},
@@ -254,6 +284,11 @@ func (c *Config) Validate() error {
 	for key, p := range map[string]string{"root": c.Root, "state": c.State, "socket": c.Socket, "cni.conf_dir": c.CNI.ConfDir, "cni.cache_dir": c.CNI.CacheDir} {
 		if !filepath.IsAbs(p) {
 			bad(key, "must be an absolute path, got %q", p)
+		}
+	}
+	for i, d := range c.CDI.SpecDirs {
+		if !filepath.IsAbs(d) {
+			bad(fmt.Sprintf("cdi.spec_dirs[%d]", i), "must be an absolute path, got %q", d)
 		}
 	}
 	for i, d := range c.CNI.BinDirs {

@@ -108,6 +108,23 @@ cache_dir = {{q .CNI.CacheDir}}
 # Subnet of the bridge network berth writes when conf_dir has none.
 default_subnet = {{q .CNI.DefaultSubnet}}
 
+[security]
+# Apply pods' and containers' SELinux labels; off, they are accepted and
+# ignored (as containerd does) and crictl info says SELinux is off.
+enable_selinux = {{.Security.EnableSELinux}}
+# In pods with their own network namespace: non-root processes may bind
+# ports below 1024 (net.ipv4.ip_unprivileged_port_start=0) and ping
+# (net.ipv4.ping_group_range="0 2147483647"). A pod's own sysctls win.
+unprivileged_ports = {{.Security.UnprivilegedPorts}}
+unprivileged_icmp = {{.Security.UnprivilegedICMP}}
+
+[cdi]
+# Inject the CDI devices containers request (DRA, device plugins in CDI
+# mode); off, a request for one is refused.
+enabled = {{.CDI.Enabled}}
+# CDI spec directories, later ones taking precedence; reread on change.
+spec_dirs = {{ql .CDI.SpecDirs}}
+
 [streaming]
 # Exec/attach/port-forward server; loopback by default, port 0 picks one.
 address = {{q .Streaming.Address}}

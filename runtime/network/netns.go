@@ -9,24 +9,19 @@ import (
 )
 
 // NewNetNS creates a network namespace pinned at path, with its loopback
-// interface up (so no loopback plugin needs to run) and sysctls (net.*)
-// set.
-func NewNetNS(path string, sysctls map[string]string) error {
-	return pinns.Pin(path, pinns.Net, func() error {
-		if err := loopbackUp(); err != nil {
-			return err
-		}
-		return pinns.WriteSysctls(sysctls)
-	})
+// interface up (so no loopback plugin needs to run). Sysctls come after
+// CNI ADD: per-interface ones need the interfaces.
+func NewNetNS(path string) error {
+	return pinns.Pin(path, pinns.Net, LoopbackUp)
 }
 
 // RemoveNetNS unpins and removes the namespace at path; a missing one is
 // not an error.
 func RemoveNetNS(path string) error { return pinns.Remove(path) }
 
-// loopbackUp sets "lo" up in the calling thread's namespace (the netlink
+// LoopbackUp sets "lo" up in the calling thread's namespace (the netlink
 // socket is opened on the calling thread).
-func loopbackUp() error {
+func LoopbackUp() error {
 	lo, err := netlink.LinkByName("lo")
 	if err != nil {
 		return fmt.Errorf("loopback: %w", err)

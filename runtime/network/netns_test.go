@@ -22,7 +22,7 @@ func TestNewNetNS(t *testing.T) {
 	}
 	defer self.Close()
 	path := filepath.Join(t.TempDir(), "ns", "net")
-	if err := NewNetNS(path, nil); err != nil {
+	if err := NewNetNS(path); err != nil {
 		t.Fatal(err)
 	}
 	defer func() {

@@ -40,15 +40,9 @@ func (k Kind) String() string { return k.name }
 // goroutine exits locked and the thread ends), so no other goroutine ever
 // runs in the namespace.
 func Pin(path string, kind Kind, setup func() error) (err error) {
-	// Only root may enter the directories of berth's namespace files.
-	if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
-		return err
-	}
-	f, err := os.OpenFile(path, os.O_CREATE|os.O_EXCL|os.O_RDONLY, 0o444) //nolint:gosec // an empty bind-mount target in a 0700 directory, never written
-	if err != nil {
+	if err := newPinFile(path); err != nil {
 		return fmt.Errorf("create %s namespace file: %w", kind, err)
 	}
-	_ = f.Close()
 	defer func() {
 		if err != nil {
 			_ = Remove(path)
@@ -75,6 +69,19 @@ func Pin(path string, kind Kind, setup func() error) (err error) {
 		errc <- nil
 	}()
 	return <-errc
+}
+
+// newPinFile makes the empty file a namespace is bound to.
+func newPinFile(path string) error {
+	// Only root may enter the directories of berth's namespace files.
+	if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
+		return err
+	}
+	f, err := os.OpenFile(path, os.O_CREATE|os.O_EXCL|os.O_RDONLY, 0o444) //nolint:gosec // an empty bind-mount target in a 0700 directory, never written
+	if err != nil {
+		return err
+	}
+	return f.Close()
 }
 
 // Remove unpins the namespace at path and removes the file; a missing one

@@ -1,14 +1,20 @@
 package pod
 
 import (
+	"context"
+	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
+	"strings"
 	"sync/atomic"
 	"testing"
 	"time"
 
 	"golang.org/x/sys/unix"
+	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
+
+	"github.com/berthrt/berth/runtime/errdefs"
 )
 
 // TestAttackStatsWalkFollowsSwappedSymlink: a container swaps a directory
@@ -80,5 +86,20 @@ func TestAttackStatsWalkCrossesMounts(t *testing.T) {
 	}
 	if _, inodes := diskUsage(upper); inodes > 2 {
 		t.Errorf("counted %d inodes: the walk crossed into a mount", inodes)
+	}
+}
+
+// TestAttackTargetPIDOfAnotherPod: a container asks to join the PID
+// namespace of a container of another pod (whose processes it could then
+// signal and trace); refused, as containerd does.
+func TestAttackTargetPIDOfAnotherPod(t *testing.T) {
+	e := newEnv(t)
+	victim := e.createCtr(e.runPod("victim"), "app")
+	attacker := ctrConfig("attacker")
+	attacker.Linux.SecurityContext = &runtimeapi.LinuxContainerSecurityContext{NamespaceOptions: &runtimeapi.NamespaceOption{
+		Pid: runtimeapi.NamespaceMode_TARGET, TargetId: victim,
+	}}
+	if _, err := e.m.CreateContainer(context.Background(), e.runPod("attacker"), attacker); !errors.Is(err, errdefs.ErrInvalidArgument) || !strings.Contains(err.Error(), "another pod") {
+		t.Errorf("joining another pod's PID namespace: %v, want InvalidArgument", err)
 	}
 }

@@ -48,6 +48,9 @@ func (m *Manager) CreateContainer(ctx context.Context, podID string, cfg *runtim
 	if err != nil {
 		return "", err
 	}
+	if err := checkContainerUserNS(sb.cfg, cfg); err != nil {
+		return "", err
+	}
 	client, err := sb.client()
 	if err != nil {
 		return "", err
@@ -92,10 +95,11 @@ func (m *Manager) CreateContainer(ctx context.Context, podID string, cfg *runtim
 	bundle, rw := m.ctrBundle(id), filepath.Join(m.ctrRootDir(), id)
 	rootfs := filepath.Join(bundle, "rootfs")
 	u.add(func() { _ = m.removeDir(bundle); _ = m.removeDir(rw) })
-	if err := m.mountRootfs(lowers, rw, rootfs); err != nil {
+	im := m.idmapFor(sb)
+	if err := m.mountRootfs(lowers, rw, rootfs, im); err != nil {
 		return "", err
 	}
-	volumes, volumeRefs, releaseVolumes, err := m.mountImageVolumes(id, bundle, cfg)
+	volumes, volumeRefs, releaseVolumes, err := m.mountImageVolumes(id, bundle, cfg, im)
 	if err != nil {
 		return "", err
 	}
@@ -106,14 +110,30 @@ func (m *Manager) CreateContainer(ctx context.Context, podID string, cfg *runtim
 		if err != nil {
 			return "", fmt.Errorf("target container of the PID namespace: %w", err)
 		}
-		in.TargetPid = target.snapshot().Pid
+		tr := target.snapshot()
+		if tr.SandboxID != sbRec.ID {
+			// As containerd: a container joins only its own pod's processes.
+			return "", errdefs.InvalidArgument("NamespaceOption.target_id %s is a container of another pod", tr.ID)
+		}
+		in.TargetPid = tr.Pid
 	}
 	s, user, err := spec.ForContainer(specTarget(sb.handler), m.host, m.specPod(sb, m.podDir(sbRec.ID)), in)
 	if err != nil {
 		return "", err
 	}
+	if err := m.relabel(m.specPod(sb, m.podDir(sbRec.ID)), cfg, s); err != nil {
+		return "", err
+	}
+	if err := m.injectCDI(s, cfg); err != nil {
+		return "", err
+	}
 	if err := writeSpec(bundle, s); err != nil {
 		return "", err
+	}
+	if im != nil {
+		if err := podTraversable(bundle, im.uid); err != nil {
+			return "", err
+		}
 	}
 	logPath := ""
 	if dir, p := sb.cfg.GetLogDirectory(), cfg.GetLogPath(); dir != "" && p != "" {

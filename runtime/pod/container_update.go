@@ -20,6 +20,9 @@ func (m *Manager) UpdateContainerResources(ctx context.Context, id string, r *ru
 	if r == nil {
 		return errdefs.InvalidArgument("linux resources are required")
 	}
+	if err := spec.CheckResources(m.host, r); err != nil {
+		return err
+	}
 	c, err := m.getContainer(id)
 	if err != nil {
 		return err

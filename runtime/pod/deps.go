@@ -2,11 +2,14 @@ package pod
 
 import (
 	"context"
+	"fmt"
 
 	"github.com/moby/sys/mountinfo"
+	specs "github.com/opencontainers/runtime-spec/specs-go"
 	"golang.org/x/sys/unix"
 
 	shimv1 "github.com/berthrt/berth/proto/berth/shim/v1"
+	"github.com/berthrt/berth/runtime/cdi"
 	"github.com/berthrt/berth/runtime/cgroups"
 	"github.com/berthrt/berth/runtime/network"
 	"github.com/berthrt/berth/runtime/oci"
@@ -44,19 +47,34 @@ type mounter interface {
 	Unmount(target string, flags int) error
 	// MountPoints lists every mount point of berthd's mount namespace.
 	MountPoints() ([]string, error)
+	// IDMapped binds src at dst read-only, idmapped through the user
+	// namespace pinned at userns.
+	IDMapped(src, dst, userns string) error
 }
 
 // namespaces pins a pod's namespaces: the network namespace and, for a
-// pod without a sandbox container, its IPC and UTS namespaces.
+// pod without a sandbox container, its IPC and UTS namespaces; for a pod
+// with a user namespace, that one and all three inside it.
 type namespaces interface {
 	Pin(path string, kind pinns.Kind, setup func() error) error
-	NewNetNS(path string, sysctls map[string]string) error
+	PinUser(u pinns.UserNS) error
+	// Enter runs fn on a thread in the pinned namespace.
+	Enter(path string, kind pinns.Kind, fn func() error) error
+	// NewNetNS pins a new network namespace with its loopback up.
+	NewNetNS(path string) error
+	// LoopbackUp sets the loopback up in a pinned network namespace.
+	LoopbackUp(path string) error
 	RemoveNetNS(path string) error
 }
 
 // cgroupRemover removes the cgroup berth made for a pod.
 type cgroupRemover interface {
 	Remove(dir string) error
+}
+
+// cdiInjector injects the CDI devices containers request (*cdi.Registry).
+type cdiInjector interface {
+	Inject(s *specs.Spec, devices []string) error
 }
 
 // deps are the manager's seams; a nil field is the real thing.
@@ -66,6 +84,7 @@ type deps struct {
 	mounts   mounter
 	ns       namespaces
 	cgroups  cgroupRemover
+	cdi      cdiInjector
 }
 
 type realShims struct{}
@@ -108,14 +127,43 @@ func (realMounter) MountPoints() ([]string, error) {
 	return out, nil
 }
 
+func (realMounter) IDMapped(src, dst, userns string) error {
+	ns, err := unix.Open(userns, unix.O_RDONLY|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return fmt.Errorf("open user namespace: %w", err)
+	}
+	defer func() { _ = unix.Close(ns) }()
+	tree, err := unix.OpenTree(unix.AT_FDCWD, src, unix.OPEN_TREE_CLONE|unix.OPEN_TREE_CLOEXEC|unix.AT_SYMLINK_NOFOLLOW)
+	if err != nil {
+		return fmt.Errorf("clone %s: %w", src, err)
+	}
+	defer func() { _ = unix.Close(tree) }()
+	attr := &unix.MountAttr{Attr_set: unix.MOUNT_ATTR_IDMAP | unix.MOUNT_ATTR_RDONLY | unix.MOUNT_ATTR_NOSUID | unix.MOUNT_ATTR_NODEV, Userns_fd: uint64(ns)} //nolint:gosec // a descriptor is never negative here
+	if err := unix.MountSetattr(tree, "", unix.AT_EMPTY_PATH, attr); err != nil {
+		return fmt.Errorf("idmap %s: %w", src, err)
+	}
+	if err := unix.MoveMount(tree, "", unix.AT_FDCWD, dst, unix.MOVE_MOUNT_F_EMPTY_PATH); err != nil {
+		return fmt.Errorf("mount idmapped %s: %w", src, err)
+	}
+	return nil
+}
+
 type realNamespaces struct{}
 
 func (realNamespaces) Pin(path string, kind pinns.Kind, setup func() error) error {
 	return pinns.Pin(path, kind, setup)
 }
 
-func (realNamespaces) NewNetNS(path string, sysctls map[string]string) error {
-	return network.NewNetNS(path, sysctls)
+func (realNamespaces) PinUser(u pinns.UserNS) error { return pinns.PinUser(u) }
+
+func (realNamespaces) Enter(path string, kind pinns.Kind, fn func() error) error {
+	return pinns.Enter(path, kind, fn)
+}
+
+func (realNamespaces) NewNetNS(path string) error { return network.NewNetNS(path) }
+
+func (realNamespaces) LoopbackUp(path string) error {
+	return pinns.Enter(path, pinns.Net, network.LoopbackUp)
 }
 
 func (realNamespaces) RemoveNetNS(path string) error { return network.RemoveNetNS(path) }
@@ -136,6 +184,9 @@ func (d deps) withDefaults(opts Options, cg cgroups.Reader) deps {
 	}
 	if d.cgroups == nil {
 		d.cgroups = cg
+	}
+	if d.cdi == nil {
+		d.cdi = cdi.New(opts.Config.CDI, opts.Log.With("component", "cdi"))
 	}
 	return d
 }

@@ -2,11 +2,14 @@ package pod
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"io"
 	"log/slog"
+	"maps"
 	"os"
 	"path/filepath"
+	"slices"
 	"sort"
 	"strings"
 	"sync"
@@ -14,6 +17,7 @@ import (
 	"time"
 
 	v1 "github.com/google/go-containerregistry/pkg/v1"
+	specs "github.com/opencontainers/runtime-spec/specs-go"
 	"golang.org/x/sys/unix"
 	"google.golang.org/protobuf/proto"
 	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
@@ -415,6 +419,10 @@ type fakeMounter struct {
 	mounts map[string]int
 }
 
+func (f *fakeMounter) IDMapped(src, dst, userns string) error {
+	return f.Mount(src, dst, "idmapped", unix.MS_BIND, "userns="+userns)
+}
+
 func (f *fakeMounter) Mount(source, target, fstype string, flags uintptr, data string) error {
 	op := fstype
 	if flags&unix.MS_REMOUNT != 0 {
@@ -468,6 +476,8 @@ func (f *fakeMounter) count() int {
 // fakeNamespaces pins namespaces as empty files.
 type fakeNamespaces struct {
 	failures
+	mu      sync.Mutex
+	entered []string // kind:file of each Enter
 }
 
 func (f *fakeNamespaces) Pin(path string, kind pinns.Kind, setup func() error) error {
@@ -477,7 +487,35 @@ func (f *fakeNamespaces) Pin(path string, kind pinns.Kind, setup func() error) e
 	return os.WriteFile(path, nil, 0o600)
 }
 
-func (f *fakeNamespaces) NewNetNS(path string, sysctls map[string]string) error {
+func (f *fakeNamespaces) PinUser(u pinns.UserNS) error {
+	if err := f.err("PinUser"); err != nil {
+		return err
+	}
+	for _, p := range append([]string{u.Path}, slices.Collect(maps.Values(u.Owned))...) {
+		if err := os.MkdirAll(filepath.Dir(p), 0o700); err != nil {
+			return err
+		}
+		if err := os.WriteFile(p, nil, 0o600); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// Enter records the call; fn would run in the test's own namespaces.
+func (f *fakeNamespaces) Enter(path string, kind pinns.Kind, fn func() error) error {
+	if err := f.err("Enter" + kind.String()); err != nil {
+		return err
+	}
+	f.mu.Lock()
+	f.entered = append(f.entered, kind.String()+":"+filepath.Base(path))
+	f.mu.Unlock()
+	return nil
+}
+
+func (f *fakeNamespaces) LoopbackUp(path string) error { return f.err("LoopbackUp") }
+
+func (f *fakeNamespaces) NewNetNS(path string) error {
 	if err := f.err("NewNetNS"); err != nil {
 		return err
 	}
@@ -751,6 +789,20 @@ func (e *env) createCtr(podID, name string) string {
 		e.t.Fatalf("CreateContainer: %v", err)
 	}
 	return id
+}
+
+// bundleSpec reads the OCI spec berth wrote for container id.
+func (e *env) bundleSpec(id string) *specs.Spec {
+	e.t.Helper()
+	data, err := os.ReadFile(filepath.Join(e.m.ctrBundle(id), "config.json"))
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	var s specs.Spec
+	if err := json.Unmarshal(data, &s); err != nil {
+		e.t.Fatal(err)
+	}
+	return &s
 }
 
 func (e *env) shimOf(podID string) *fakeShim {

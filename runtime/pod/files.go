@@ -1,18 +1,36 @@
 package pod
 
 import (
+	"encoding/binary"
 	"encoding/json"
 	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
 
+	"golang.org/x/sys/unix"
 	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
 )
 
 // writePodFiles writes the files every container of the pod binds:
-// hostname, hosts and resolv.conf.
-func writePodFiles(dir string, cfg *runtimeapi.PodSandboxConfig) error {
+// hostname, hosts and resolv.conf; in a pod with a user namespace (u)
+// they belong to the pod's root, as they do to the node's elsewhere.
+func writePodFiles(dir string, cfg *runtimeapi.PodSandboxConfig, u *userNS) error {
+	if err := writeRawPodFiles(dir, cfg); err != nil {
+		return err
+	}
+	if u == nil {
+		return nil
+	}
+	for _, name := range []string{"hostname", "hosts", "resolv.conf"} {
+		if err := os.Lchown(filepath.Join(dir, name), u.rootUID(), u.rootGID()); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func writeRawPodFiles(dir string, cfg *runtimeapi.PodSandboxConfig) error {
 	hostNet := cfg.GetLinux().GetSecurityContext().GetNamespaceOptions().GetNetwork() == runtimeapi.NamespaceMode_NODE
 	hostname := cfg.GetHostname()
 	if hostNet || hostname == "" {
@@ -79,6 +97,70 @@ func PrivateDir(dir string) error {
 		return fmt.Errorf("restrict %s: %w", dir, err)
 	}
 	return nil
+}
+
+// SearchableDir makes dir, or sets the mode of an existing one, to 0711:
+// root's, and others may only pass through to what is below, by name.
+// The root of a pod with a user namespace is not the host's root: it
+// passes through berth's state directory to its containers' bundles
+// (see podTraversable), while every other bundle stays 0700 and nobody
+// else can list a thing.
+func SearchableDir(dir string) error {
+	if err := os.MkdirAll(dir, 0o711); err != nil { //nolint:gosec // search only, by design (above)
+		return err
+	}
+	if err := os.Chmod(dir, 0o711); err != nil { //nolint:gosec // search only, by design (above)
+		return fmt.Errorf("set mode of %s: %w", dir, err)
+	}
+	return nil
+}
+
+// podTraversable lets the root of a pod with a user namespace (host uid
+// uid) through dir to a rootfs below, and nobody else but root: the
+// runtime prepares the rootfs as that user. dir stays root's, 0700, with
+// one POSIX ACL entry giving uid search permission (a group would let in
+// every local member of a group the mapping happens to start at). Setuid
+// files below are the pod's (idmapped), and no other local user reaches
+// them.
+func podTraversable(dir string, uid int) error {
+	fd, err := unix.Open(dir, unix.O_RDONLY|unix.O_DIRECTORY|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return err
+	}
+	defer func() { _ = unix.Close(fd) }()
+	if err := unix.Fchown(fd, 0, 0); err != nil {
+		return err
+	}
+	if err := unix.Fchmod(fd, 0o700); err != nil {
+		return err
+	}
+	if err := unix.Fsetxattr(fd, "system.posix_acl_access", searchACL(uint32(uid)), 0); err != nil { //nolint:gosec // a host uid of the pod's mapping, validated
+		return fmt.Errorf("let the pod's root through %s (POSIX ACLs): %w", dir, err)
+	}
+	return nil
+}
+
+// searchACL is the access ACL "u::rwx,u:uid:x,g::-,m::x,o::-" in the
+// kernel's xattr form (version 2, then tag, perm, id entries in order).
+func searchACL(uid uint32) []byte {
+	const undefined = 0xffffffff
+	entries := []struct {
+		tag, perm uint16
+		id        uint32
+	}{
+		{0x01, 7, undefined}, // user::rwx
+		{0x02, 1, uid},       // user:uid:--x
+		{0x04, 0, undefined}, // group::---
+		{0x10, 1, undefined}, // mask::--x
+		{0x20, 0, undefined}, // other::---
+	}
+	b := binary.LittleEndian.AppendUint32(nil, 2)
+	for _, e := range entries {
+		b = binary.LittleEndian.AppendUint16(b, e.tag)
+		b = binary.LittleEndian.AppendUint16(b, e.perm)
+		b = binary.LittleEndian.AppendUint32(b, e.id)
+	}
+	return b
 }
 
 func writeSpec(bundle string, s any) error {

@@ -66,5 +66,7 @@ func (m *Manager) Info(ctx context.Context) map[string]any {
 		"defaultHandler": m.handlers.Default(),
 		"cgroups":        host.Cgroups(),
 		"oomScoreAdjMin": m.oomFloor,
+		"selinux":        m.host.SELinux,
+		"apparmor":       m.host.AppArmor,
 	}
 }

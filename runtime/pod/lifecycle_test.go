@@ -161,14 +161,14 @@ func TestRequestValidation(t *testing.T) {
 	}
 }
 
-// TestAttackPodLSMRequestsAreNotDropped: a pod asking for an SELinux
-// label or an AppArmor profile berth does not apply is refused before
+// TestAttackPodLSMRequestsAreNotDropped: a pod asking for a malformed
+// SELinux label or an AppArmor profile berth cannot apply is refused before
 // anything runs (a pod without a sandbox container has no spec of its own
 // where the request would be noticed).
 func TestAttackPodLSMRequestsAreNotDropped(t *testing.T) {
 	e := newEnv(t)
 	for field, sc := range map[string]*runtimeapi.LinuxSandboxSecurityContext{
-		"LinuxSandboxSecurityContext.selinux_options": {SelinuxOptions: &runtimeapi.SELinuxOption{Type: "spc_t"}},
+		"LinuxSandboxSecurityContext.selinux_options": {SelinuxOptions: &runtimeapi.SELinuxOption{Type: "spc_t:s0"}},
 		"LinuxSandboxSecurityContext.apparmor":        {Apparmor: &runtimeapi.SecurityProfile{ProfileType: runtimeapi.SecurityProfile_Localhost, LocalhostRef: "p"}},
 	} {
 		_, err := e.m.RunPodSandbox(context.Background(), &runtimeapi.PodSandboxConfig{
@@ -643,8 +643,8 @@ func writeHalfCreated(t *testing.T, e *env, podID string) {
 	sb := &sandbox{rec: sandboxRecord{ID: hid, Name: sandboxName(pcfg.Metadata), Config: raw, Handler: "runc", State: stateCreating, NetNS: filepath.Join(m.netnsDir(), hid), Pinned: true}}
 	must(m.saveSandbox(sb))
 	must(PrivateDir(m.podDir(hid)))
-	must(e.ns.NewNetNS(sb.rec.NetNS, nil))
-	must(m.mountShm(filepath.Join(m.podDir(hid), "shm")))
+	must(e.ns.NewNetNS(sb.rec.NetNS))
+	must(m.mountShm(filepath.Join(m.podDir(hid), "shm"), nil))
 
 	cid := newID()
 	raw, err = proto.Marshal(ctrConfig("half"))
@@ -652,7 +652,7 @@ func writeHalfCreated(t *testing.T, e *env, podID string) {
 	must(m.saveContainer(&container{rec: containerRecord{ID: cid, SandboxID: podID, Name: "half_p_ns_uid-p_0", Config: raw, State: stateCreating}}))
 	lowers, err := e.images.Lease(cid, "sha256:app")
 	must(err)
-	must(m.mountRootfs(lowers, filepath.Join(m.ctrRootDir(), cid), filepath.Join(m.ctrBundle(cid), "rootfs")))
+	must(m.mountRootfs(lowers, filepath.Join(m.ctrRootDir(), cid), filepath.Join(m.ctrBundle(cid), "rootfs"), nil))
 
 	oid := newID()
 	must(m.saveContainer(&container{rec: containerRecord{ID: oid, SandboxID: newID(), Name: "orphan", Config: raw, State: stateRunning}}))

@@ -54,6 +54,9 @@ type Options struct {
 	// ShimBinary is berth-shim.
 	ShimBinary string
 	LogLevel   string
+	// LSM is what the node's AppArmor and SELinux let berth apply (none
+	// when zero, as in unit tests).
+	LSM spec.LSM
 }
 
 // Manager owns every pod and container.
@@ -66,6 +69,7 @@ type Manager struct {
 	mounts   mounter
 	ns       namespaces
 	cgroups  cgroupRemover
+	cdi      cdiInjector
 	cni      Network
 	log      *slog.Logger
 	shimBin  string
@@ -106,11 +110,20 @@ func newManager(ctx context.Context, opts Options, d deps) (*Manager, error) {
 	if m.logLevel == "" {
 		m.logLevel = "info"
 	}
-	m.host = spec.Host{CgroupDriver: m.cfg.CgroupDriver, CgroupMode: host.Cgroups(), OOMFloor: m.oomFloor, Bounding: host.BoundingSet()}
+	m.host = spec.Host{CgroupDriver: m.cfg.CgroupDriver, CgroupMode: host.Cgroups(), OOMFloor: m.oomFloor, Bounding: host.BoundingSet(), LSM: opts.LSM}
 	d = d.withDefaults(opts, m.cgroupReader())
 	m.handlers, m.shims, m.mounts, m.ns, m.cgroups = d.handlers, d.shims, d.mounts, d.ns, d.cgroups
-	for _, d := range []string{m.podsDir(), m.ctrStateDir(), m.ctrRootDir(), m.netnsDir(), m.shimSockDir()} {
+	m.cdi = d.cdi
+	// Runtimes' own state (their --root) is under state/runtime: nothing
+	// a pod's root passes through (see SearchableDir).
+	for _, d := range []string{m.ctrRootDir(), m.netnsDir(), m.shimSockDir(), filepath.Join(m.cfg.State, "runtime")} {
 		if err := PrivateDir(d); err != nil {
+			return nil, err
+		}
+	}
+	// Bundles are below these: see SearchableDir.
+	for _, d := range []string{m.cfg.State, m.podsDir(), m.ctrStateDir()} {
+		if err := SearchableDir(d); err != nil {
 			return nil, err
 		}
 	}

@@ -10,12 +10,17 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// mountShm mounts the pod's /dev/shm tmpfs at dir.
-func (m *Manager) mountShm(dir string) error {
+// mountShm mounts the pod's /dev/shm tmpfs at dir, owned by the pod's
+// root.
+func (m *Manager) mountShm(dir string, u *userNS) error {
 	if err := os.MkdirAll(dir, 0o755); err != nil { //nolint:gosec // a container's /dev/shm mount point: any container user traverses it
 		return err
 	}
-	if err := m.mounts.Mount("shm", dir, "tmpfs", unix.MS_NOSUID|unix.MS_NODEV|unix.MS_NOEXEC, "mode=1777,size=65536k"); err != nil {
+	opts := "mode=1777,size=65536k"
+	if u != nil {
+		opts += fmt.Sprintf(",uid=%d,gid=%d", u.rootUID(), u.rootGID())
+	}
+	if err := m.mounts.Mount("shm", dir, "tmpfs", unix.MS_NOSUID|unix.MS_NODEV|unix.MS_NOEXEC, opts); err != nil {
 		return fmt.Errorf("mount pod shm: %w", err)
 	}
 	return nil
@@ -24,7 +29,11 @@ func (m *Manager) mountShm(dir string) error {
 // mountRootfs mounts an overlay of lower (top first) with a writable layer
 // in rwDir at target. The upper directory's mode is the container's / (so
 // 0755); rwDir and target's parent (the bundle) keep everyone else out.
-func (m *Manager) mountRootfs(lower []string, rwDir, target string) error {
+//
+// In a pod with a user namespace (im set) the layers are seen through
+// idmapped mounts and the upper layer belongs to the pod's root, so root
+// in the pod owns what root in the image owns.
+func (m *Manager) mountRootfs(lower []string, rwDir, target string, im *idmap) error {
 	upper, work := filepath.Join(rwDir, "upper"), filepath.Join(rwDir, "work")
 	for _, d := range []string{rwDir, work, filepath.Dir(target)} {
 		if err := PrivateDir(d); err != nil {
@@ -35,6 +44,17 @@ func (m *Manager) mountRootfs(lower []string, rwDir, target string) error {
 		if err := os.MkdirAll(d, 0o755); err != nil { //nolint:gosec // the rootfs and its upper layer: any container user traverses them
 			return err
 		}
+	}
+	if im != nil {
+		if err := os.Lchown(upper, im.uid, im.gid); err != nil {
+			return err
+		}
+		mapped, done, err := m.idmapLayers(lower, im)
+		if err != nil {
+			return err
+		}
+		defer done()
+		lower = mapped
 	}
 	opts := fmt.Sprintf("lowerdir=%s,upperdir=%s,workdir=%s", strings.Join(lower, ":"), upper, work)
 	if len(opts) >= os.Getpagesize() {
@@ -48,9 +68,20 @@ func (m *Manager) mountRootfs(lower []string, rwDir, target string) error {
 
 // mountReadOnly mounts the layers (top first) read-only at dir: one layer
 // is bound, several are an overlay without an upper layer.
-func (m *Manager) mountReadOnly(lowers []string, dir string) error {
+func (m *Manager) mountReadOnly(lowers []string, dir string, im *idmap) error {
 	if err := os.MkdirAll(dir, 0o755); err != nil { //nolint:gosec // a rootfs mount point: any container user traverses it
 		return err
+	}
+	if im != nil {
+		if len(lowers) == 1 {
+			return m.mounts.IDMapped(lowers[0], dir, im.userns)
+		}
+		mapped, done, err := m.idmapLayers(lowers, im)
+		if err != nil {
+			return err
+		}
+		defer done()
+		lowers = mapped
 	}
 	if len(lowers) == 1 {
 		if err := m.mounts.Mount(lowers[0], dir, "", unix.MS_BIND, ""); err != nil {

@@ -21,6 +21,10 @@ import (
 // kept running), and rolls back whatever a crash left half done.
 func (m *Manager) recover(ctx context.Context) error {
 	start := time.Now()
+	// Idmapped layers a crash left between their mount and their overlay's.
+	if err := m.removeDir(m.idmapStaging()); err != nil {
+		return err
+	}
 	var sbRecs []sandboxRecord
 	var ctrRecs []containerRecord
 	err := m.db.View(func(tx *store.Tx) error {

@@ -56,6 +56,9 @@ type sandbox struct {
 	// the pod's lock finds nothing left to do.
 	removed   bool
 	pauseOnce sync.Once
+	// sandboxSysctls are the sysctls the sandbox container's runtime sets
+	// (see planSysctls); needed only while it is created.
+	sandboxSysctls map[string]string
 }
 
 func (sb *sandbox) snapshot() sandboxRecord {
@@ -119,11 +122,16 @@ func (m *Manager) pinnedNS(id string, kind pinns.Kind) string {
 }
 
 // pinNamespaces pins a pod's IPC and UTS namespaces (each unless the pod
-// shares the node's) and sets its sysctls in them.
-func (m *Manager) pinNamespaces(sb *sandbox, sysctls map[pinns.Kind]map[string]string) error {
+// shares the node's) and sets its sysctls in them; made enters the ones
+// pinUserNamespaces made instead.
+func (m *Manager) pinNamespaces(sb *sandbox, sysctls map[pinns.Kind]map[string]string, made bool) error {
 	id := sb.rec.ID
+	pin := m.ns.Pin
+	if made {
+		pin = m.ns.Enter
+	}
 	if !hostIPC(sb.cfg) {
-		if err := m.ns.Pin(m.pinnedNS(id, pinns.IPC), pinns.IPC, func() error {
+		if err := pin(m.pinnedNS(id, pinns.IPC), pinns.IPC, func() error {
 			return pinns.WriteSysctls(sysctls[pinns.IPC])
 		}); err != nil {
 			return err
@@ -131,7 +139,7 @@ func (m *Manager) pinNamespaces(sb *sandbox, sysctls map[pinns.Kind]map[string]s
 	}
 	if !hostNetwork(sb.cfg) {
 		hostname := sb.cfg.GetHostname()
-		if err := m.ns.Pin(m.pinnedNS(id, pinns.UTS), pinns.UTS, func() error {
+		if err := pin(m.pinnedNS(id, pinns.UTS), pinns.UTS, func() error {
 			if hostname != "" {
 				if err := unix.Sethostname([]byte(hostname)); err != nil {
 					return errdefs.InvalidArgument("hostname %q: %v", hostname, err)
@@ -194,14 +202,20 @@ func (m *Manager) specPod(sb *sandbox, dir string) *spec.Pod {
 		ID: rec.ID, Config: sb.cfg, NetNS: rec.NetNS, PausePid: rec.PausePid,
 		Hostname: filepath.Join(dir, "hostname"), Hosts: filepath.Join(dir, "hosts"), ResolvConf: filepath.Join(dir, "resolv.conf"),
 	}
+	u := sb.userNS()
+	pinned := rec.Pinned || u != nil
 	if !hostIPC(sb.cfg) {
 		p.Shm = filepath.Join(dir, "shm")
-		if rec.Pinned {
+		if pinned {
 			p.IPCNS = m.pinnedNS(rec.ID, pinns.IPC)
 		}
 	}
-	if rec.Pinned && !hostNetwork(sb.cfg) {
+	if pinned && !hostNetwork(sb.cfg) {
 		p.UTSNS = m.pinnedNS(rec.ID, pinns.UTS)
 	}
+	if u != nil {
+		p.UserNS, p.UIDs, p.GIDs = m.pinnedNS(rec.ID, pinns.User), u.UIDs, u.GIDs
+	}
+	p.Sysctls = sb.sandboxSysctls
 	return p
 }

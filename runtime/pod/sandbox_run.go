@@ -36,7 +36,7 @@ func (m *Manager) RunPodSandbox(ctx context.Context, cfg *runtimeapi.PodSandboxC
 	}
 	// Refused before anything is made: a pod without a sandbox container
 	// has no spec of its own where the request would be seen.
-	if err := spec.CheckSandboxSecurity(cfg); err != nil {
+	if err := spec.CheckSandboxSecurity(m.host, cfg); err != nil {
 		return "", err
 	}
 	log := logctx.From(ctx, m.log)
@@ -75,6 +75,15 @@ func (m *Manager) RunPodSandbox(ctx context.Context, cfg *runtimeapi.PodSandboxC
 	if err != nil {
 		return "", err
 	}
+	userns, err := parseUserNS(cfg)
+	if err != nil {
+		return "", err
+	}
+	if userns != nil {
+		if err := checkUserNSHandler(h); err != nil {
+			return "", err
+		}
+	}
 	var (
 		pauseImg *image.Image
 		pauseCfg *v1.ConfigFile
@@ -87,10 +96,14 @@ func (m *Manager) RunPodSandbox(ctx context.Context, cfg *runtimeapi.PodSandboxC
 			return "", err
 		}
 		sb.rec.ImageID = pauseImg.ID
-		sysctls = nil // set by the runtime, in the sandbox container
 	} else {
 		sb.rec.Pinned = true
 	}
+	plan, err := m.planSysctls(h, cfg, sb.rec.Pinned || userns != nil, userns, sysctls)
+	if err != nil {
+		return "", err
+	}
+	sb.sandboxSysctls = plan.sandbox
 	dir := m.podDir(id)
 	if !hostNetwork(cfg) {
 		sb.rec.NetNS = filepath.Join(m.netnsDir(), id)
@@ -104,11 +117,11 @@ func (m *Manager) RunPodSandbox(ctx context.Context, cfg *runtimeapi.PodSandboxC
 		return "", err
 	}
 	u.add(func() { _ = m.removeDir(dir) })
-	if err := writePodFiles(dir, cfg); err != nil {
+	if err := writePodFiles(dir, cfg, userns); err != nil {
 		return "", err
 	}
 	if !hostIPC(cfg) {
-		if err := m.mountShm(filepath.Join(dir, "shm")); err != nil {
+		if err := m.mountShm(filepath.Join(dir, "shm"), userns); err != nil {
 			return "", err
 		}
 	}
@@ -117,10 +130,18 @@ func (m *Manager) RunPodSandbox(ctx context.Context, cfg *runtimeapi.PodSandboxC
 	netDone := make(chan struct{})
 	var netErr error
 	if sb.rec.NetNS != "" {
-		if err := m.ns.NewNetNS(sb.rec.NetNS, sysctls[pinns.Net]); err != nil {
-			return "", err
+		if userns != nil {
+			// Its network, IPC and UTS namespaces are made inside it.
+			u.add(func() { _ = m.ns.RemoveNetNS(sb.rec.NetNS) })
+			if err := m.pinUserNamespaces(sb, userns); err != nil {
+				return "", err
+			}
+		} else {
+			if err := m.ns.NewNetNS(sb.rec.NetNS); err != nil {
+				return "", err
+			}
+			u.add(func() { _ = m.ns.RemoveNetNS(sb.rec.NetNS) })
 		}
-		u.add(func() { _ = m.ns.RemoveNetNS(sb.rec.NetNS) })
 		np := m.networkPod(sb)
 		go func() {
 			defer close(netDone)
@@ -132,6 +153,11 @@ func (m *Manager) RunPodSandbox(ctx context.Context, cfg *runtimeapi.PodSandboxC
 			sb.mu.Lock()
 			sb.rec.Network, sb.rec.IPs = att.Network, att.IPs
 			sb.mu.Unlock()
+			// After ADD: per-interface sysctls need the interfaces (and
+			// a plugin may set some itself).
+			if len(plan.net) > 0 {
+				netErr = m.ns.Enter(np.NetNS, pinns.Net, func() error { return pinns.WriteSysctls(plan.net) })
+			}
 		}()
 		u.add(func() {
 			// Setup cleans up after itself when it fails; a success is undone.
@@ -143,9 +169,9 @@ func (m *Manager) RunPodSandbox(ctx context.Context, cfg *runtimeapi.PodSandboxC
 		close(netDone)
 	}
 
-	if sb.rec.Pinned {
+	if sb.rec.Pinned || userns != nil {
 		// Undone with the pod's directory.
-		if err := m.pinNamespaces(sb, sysctls); err != nil {
+		if err := m.pinNamespaces(sb, plan.pinned, userns != nil); err != nil {
 			return "", err
 		}
 	}
@@ -201,7 +227,7 @@ func (m *Manager) startSandboxContainer(ctx context.Context, sb *sandbox, u *und
 	rw := filepath.Join(m.ctrRootDir(), id)
 	// Before the mount: a failed mount leaves rw made.
 	u.add(func() { _ = m.removeDir(rw) })
-	if err := m.mountRootfs(lowers, rw, filepath.Join(bundle, "rootfs")); err != nil {
+	if err := m.mountRootfs(lowers, rw, filepath.Join(bundle, "rootfs"), m.idmapFor(sb)); err != nil {
 		return 0, err
 	}
 	s, err := spec.Sandbox(specTarget(h), m.host, m.specPod(sb, dir), pauseCfg, filepath.Join(bundle, "rootfs"))
@@ -210,6 +236,13 @@ func (m *Manager) startSandboxContainer(ctx context.Context, sb *sandbox, u *und
 	}
 	if err := writeSpec(bundle, s); err != nil {
 		return 0, err
+	}
+	if u := sb.userNS(); u != nil {
+		for _, d := range []string{dir, bundle} {
+			if err := podTraversable(d, u.rootUID()); err != nil {
+				return 0, err
+			}
+		}
 	}
 	memCg := spec.MemoryCgroupDir(m.host, s.Linux.CgroupsPath)
 	st, err := client.Create(ctx, &shimv1.CreateRequest{Id: id, Bundle: bundle, MemoryCgroup: memCg})

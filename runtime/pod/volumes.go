@@ -17,7 +17,7 @@ func volumeOwner(ctrID string, i int) string { return ctrID + "/volume/" + strco
 // mountImageVolumes mounts, read-only, the image of every image-volume
 // mount of cfg under bundle, and returns the host source of each by
 // container path. release undoes what was done, also on error.
-func (m *Manager) mountImageVolumes(ctrID, bundle string, cfg *runtimeapi.ContainerConfig) (sources map[string]string, refs map[string]string, release func(), err error) {
+func (m *Manager) mountImageVolumes(ctrID, bundle string, cfg *runtimeapi.ContainerConfig, im *idmap) (sources map[string]string, refs map[string]string, release func(), err error) {
 	sources, refs = map[string]string{}, map[string]string{}
 	release = func() {
 		_ = m.removeDir(filepath.Join(bundle, "volumes"))
@@ -46,7 +46,7 @@ func (m *Manager) mountImageVolumes(ctrID, bundle string, cfg *runtimeapi.Contai
 			return nil, nil, release, err
 		}
 		dir := filepath.Join(bundle, "volumes", strconv.Itoa(i))
-		if err := m.mountReadOnly(lowers, dir); err != nil {
+		if err := m.mountReadOnly(lowers, dir, im); err != nil {
 			return nil, nil, release, err
 		}
 		src := dir

@@ -1,63 +1,89 @@
 package spec
 
 import (
+	specs "github.com/opencontainers/runtime-spec/specs-go"
 	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
-
-	"github.com/berthrt/berth/runtime/errdefs"
 )
 
-// berth applies no AppArmor profile and no SELinux label yet. A request
-// for one is refused, naming the field, never dropped: a dropped label is
-// a silent downgrade. Unconfined and empty requests ask for nothing.
-// containerd, on a node without AppArmor, refuses every profile type but
-// Unconfined, RuntimeDefault included; berth does the same on every node.
+// LSM is what the node's Linux security modules let berth apply. The
+// zero value is a node with neither: an AppArmor profile other than
+// Unconfined is refused (as containerd does), SELinux options are
+// accepted and ignored (as containerd does with enable_selinux off).
+type LSM struct {
+	// AppArmor: the kernel enforces AppArmor.
+	AppArmor bool
+	// AppArmorProfiles lists the loaded profiles (apparmor.ProfilesFile
+	// when empty).
+	AppArmorProfiles string
+	// LoadAppArmorDefault makes sure berth's default profile is loaded;
+	// nil when it must be loaded already. The spec package runs nothing
+	// itself.
+	LoadAppArmorDefault func() error
+	// SELinux: enable_selinux is set and the host has SELinux.
+	SELinux bool
+}
+
+// labels are the LSM settings of one container.
+type labels struct {
+	appArmor, process, mount string
+}
+
+func (l labels) apply(s *specs.Spec) {
+	s.Process.ApparmorProfile = l.appArmor
+	s.Process.SelinuxLabel = l.process
+	s.Linux.MountLabel = l.mount
+}
+
+const (
+	podAppArmor = "LinuxSandboxSecurityContext.apparmor"
+	podSELinux  = "LinuxSandboxSecurityContext.selinux_options"
+	ctrAppArmor = "LinuxContainerSecurityContext.apparmor"
+	ctrProfile  = "LinuxContainerSecurityContext.apparmor_profile"
+	ctrSELinux  = "LinuxContainerSecurityContext.selinux_options"
+)
 
 // CheckSandboxSecurity refuses the LSM requests of a pod that berth
-// cannot apply.
-func CheckSandboxSecurity(cfg *runtimeapi.PodSandboxConfig) error {
-	sc := cfg.GetLinux().GetSecurityContext()
-	if err := checkSELinux("LinuxSandboxSecurityContext.selinux_options", sc.GetSelinuxOptions()); err != nil {
-		return err
-	}
-	return checkAppArmor("LinuxSandboxSecurityContext.apparmor", sc.GetApparmor())
+// cannot apply on this node: checked before anything of the pod is made,
+// since a pod without a sandbox container has no spec of its own.
+func CheckSandboxSecurity(h Host, cfg *runtimeapi.PodSandboxConfig) error {
+	_, err := sandboxLabels(h, &Pod{Config: cfg})
+	return err
 }
 
-// CheckContainerSecurity refuses the LSM requests of a container that
-// berth cannot apply.
-func CheckContainerSecurity(sc *runtimeapi.LinuxContainerSecurityContext) error {
-	if err := checkSELinux("LinuxContainerSecurityContext.selinux_options", sc.GetSelinuxOptions()); err != nil {
-		return err
+// sandboxLabels are the pod's own: its sandbox container's.
+func sandboxLabels(h Host, p *Pod) (labels, error) {
+	sc := p.Config.GetLinux().GetSecurityContext()
+	var l labels
+	req, err := appArmorRequest(podAppArmor, sc.GetApparmor(), "", "")
+	if err != nil {
+		return l, err
 	}
-	if err := checkAppArmor("LinuxContainerSecurityContext.apparmor", sc.GetApparmor()); err != nil {
-		return err
+	if l.appArmor, err = appArmorProfile(h, req, sc.GetPrivileged()); err != nil {
+		return l, err
 	}
-	// Deprecated in the CRI, but the kubelet still sends it.
-	if p := sc.GetApparmorProfile(); p != "" && p != "unconfined" { //nolint:staticcheck // deprecated, but kubelets still send it
-		return errdefs.InvalidArgument("LinuxContainerSecurityContext.apparmor_profile: AppArmor profile %q cannot be applied: berth applies no AppArmor profiles (only \"unconfined\")", p)
-	}
-	return nil
+	l.process, l.mount, err = selinuxLabels(h, p, podSELinux, sc.GetSelinuxOptions(), nil, sc.GetPrivileged())
+	return l, err
 }
 
-func checkAppArmor(field string, sp *runtimeapi.SecurityProfile) error {
-	if sp == nil {
-		return nil
+// containerLabels are an app container's: its own requests, the pod's
+// where it makes none. The pod's requests are checked for every
+// container, as they are its defaults.
+func containerLabels(h Host, p *Pod, sc *runtimeapi.LinuxContainerSecurityContext) (labels, error) {
+	if _, err := sandboxLabels(h, p); err != nil {
+		return labels{}, err
 	}
-	switch sp.GetProfileType() {
-	case runtimeapi.SecurityProfile_Unconfined:
-		if sp.GetLocalhostRef() != "" {
-			return errdefs.InvalidArgument("%s: localhost_ref %q is only valid with profile type Localhost", field, sp.GetLocalhostRef())
-		}
-		return nil
-	case runtimeapi.SecurityProfile_Localhost:
-		return errdefs.InvalidArgument("%s: AppArmor profile localhost/%s cannot be applied: berth applies no AppArmor profiles (only Unconfined)", field, sp.GetLocalhostRef())
+	var l labels
+	pod := p.Config.GetLinux().GetSecurityContext()
+	req, err := appArmorRequest(ctrAppArmor, sc.GetApparmor(), ctrProfile, sc.GetApparmorProfile()) //nolint:staticcheck // deprecated, but kubelets still send it
+	if err != nil {
+		return l, err
 	}
-	return errdefs.InvalidArgument("%s: AppArmor profile type %s cannot be applied: berth applies no AppArmor profiles (only Unconfined)", field, sp.GetProfileType())
-}
-
-func checkSELinux(field string, o *runtimeapi.SELinuxOption) error {
-	if o.GetUser() == "" && o.GetRole() == "" && o.GetType() == "" && o.GetLevel() == "" {
-		return nil
+	if req.profile == nil && pod.GetApparmor() != nil {
+		req = appArmorReq{field: podAppArmor, profile: pod.GetApparmor()}
 	}
-	return errdefs.InvalidArgument("%s: SELinux label %s:%s:%s:%s cannot be applied: berth applies no SELinux labels",
-		field, o.GetUser(), o.GetRole(), o.GetType(), o.GetLevel())
+	if l.appArmor, err = appArmorProfile(h, req, sc.GetPrivileged()); err != nil {
+		return l, err
+	}
+	l.process, l.mount, err = selinuxLabels(h, p, ctrSELinux, sc.GetSelinuxOptions(), pod.GetSelinuxOptions(), sc.GetPrivileged())
+	return l, err
 }

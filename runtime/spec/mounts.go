@@ -74,6 +74,9 @@ func addMounts(rt Target, s *specs.Spec, p *Pod, cfg *runtimeapi.ContainerConfig
 			if !ok {
 				return errdefs.InvalidArgument("image volume %s is not mounted", dst)
 			}
+			if err := imageVolumeMappings(p, dst, m); err != nil {
+				return err
+			}
 			mounts = slices.DeleteFunc(mounts, func(x specs.Mount) bool { return x.Destination == dst })
 			mounts = append(mounts, specs.Mount{Destination: dst, Type: "bind", Source: src, Options: []string{"rbind", "rprivate", "ro", "nosuid", "nodev"}})
 			continue
@@ -125,8 +128,12 @@ func addMounts(rt Target, s *specs.Spec, p *Pod, cfg *runtimeapi.ContainerConfig
 			opts = append(opts, "rw")
 		}
 		opts = append(opts, m.MountOptions...)
+		uids, gids, err := mountIDMappings(p, dst, m)
+		if err != nil {
+			return err
+		}
 		mounts = slices.DeleteFunc(mounts, func(x specs.Mount) bool { return x.Destination == dst })
-		mounts = append(mounts, specs.Mount{Destination: dst, Type: "bind", Source: src, Options: opts})
+		mounts = append(mounts, specs.Mount{Destination: dst, Type: "bind", Source: src, Options: opts, UIDMappings: uids, GIDMappings: gids})
 	}
 	// Parents before children.
 	sort.SliceStable(mounts, func(i, j int) bool {
@@ -135,6 +142,51 @@ func addMounts(rt Target, s *specs.Spec, p *Pod, cfg *runtimeapi.ContainerConfig
 	s.Mounts = mounts
 	if propagation != "" {
 		s.Linux.RootfsPropagation = propagation
+	}
+	return nil
+}
+
+// mountIDMappings are the mappings of an idmapped volume (the kubelet
+// asks for them in pods with a user namespace): files owned by host id
+// h+n appear owned by n in the pod.
+func mountIDMappings(p *Pod, dst string, m *runtimeapi.Mount) (uids, gids []specs.LinuxIDMapping, err error) {
+	if len(m.GetUidMappings()) == 0 && len(m.GetGidMappings()) == 0 {
+		return nil, nil, nil
+	}
+	if p.UserNS == "" {
+		return nil, nil, errdefs.InvalidArgument("mount %s: Mount.uid_mappings and gid_mappings (an idmapped mount) need a pod with a user namespace", dst)
+	}
+	if len(m.GetUidMappings()) == 0 || len(m.GetGidMappings()) == 0 {
+		return nil, nil, errdefs.InvalidArgument("mount %s: Mount.uid_mappings and gid_mappings must be given together", dst)
+	}
+	conv := func(in []*runtimeapi.IDMapping) []specs.LinuxIDMapping {
+		out := make([]specs.LinuxIDMapping, len(in))
+		for i, x := range in {
+			out[i] = specs.LinuxIDMapping{ContainerID: x.GetContainerId(), HostID: x.GetHostId(), Size: x.GetLength()}
+		}
+		return out
+	}
+	for _, x := range append(slices.Clone(m.GetUidMappings()), m.GetGidMappings()...) {
+		if x.GetLength() == 0 || uint64(x.GetHostId())+uint64(x.GetLength()) > 1<<32-1 || uint64(x.GetContainerId())+uint64(x.GetLength()) > 1<<32-1 {
+			return nil, nil, errdefs.InvalidArgument("mount %s: invalid id mapping %d:%d:%d", dst, x.GetContainerId(), x.GetHostId(), x.GetLength())
+		}
+	}
+	return conv(m.GetUidMappings()), conv(m.GetGidMappings()), nil
+}
+
+// imageVolumeMappings accepts the mappings of an image volume only as the
+// pod's own: berth mounts the image idmapped into the pod's user
+// namespace already; any other mapping could not be honoured.
+func imageVolumeMappings(p *Pod, dst string, m *runtimeapi.Mount) error {
+	if len(m.GetUidMappings()) == 0 && len(m.GetGidMappings()) == 0 {
+		return nil
+	}
+	uids, gids, err := mountIDMappings(p, dst, m)
+	if err != nil {
+		return err
+	}
+	if !slices.Equal(uids, p.UIDs) || !slices.Equal(gids, p.GIDs) {
+		return errdefs.InvalidArgument("image volume %s: Mount.uid_mappings and gid_mappings must be the pod's: berth maps image volumes into the pod's user namespace", dst)
 	}
 	return nil
 }

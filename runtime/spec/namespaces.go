@@ -7,25 +7,7 @@ import (
 	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
 
 	"github.com/berthrt/berth/runtime/host"
-	"github.com/berthrt/berth/runtime/pinns"
 )
-
-// normalizeSysctls checks the pod's sysctl names and puts them in the dot
-// form runtimes expect.
-func normalizeSysctls(in map[string]string) (map[string]string, error) {
-	if len(in) == 0 {
-		return in, nil
-	}
-	out := make(map[string]string, len(in))
-	for k, v := range in {
-		name, err := pinns.NormalizeSysctl(k)
-		if err != nil {
-			return nil, err
-		}
-		out[name] = v
-	}
-	return out, nil
-}
 
 // namespaceOptions are a container's effective namespace modes: network
 // and IPC are the pod's (a container cannot leave its pod's network), and
@@ -78,23 +60,34 @@ func containerNamespaces(h Host, p *Pod, c Container, ns *runtimeapi.NamespaceOp
 
 // sandboxNamespaces are the namespaces of a pod's sandbox container: its
 // own mount namespace, new PID, IPC and UTS namespaces unless the pod
-// shares the node's, the pod's network namespace, and a cgroup namespace
-// on cgroup v2.
+// shares the node's (or berth pinned them: a pod with a user namespace),
+// the pod's network namespace, and a cgroup namespace on cgroup v2.
 func sandboxNamespaces(h Host, p *Pod, ns *runtimeapi.NamespaceOption) []specs.LinuxNamespace {
 	out := []specs.LinuxNamespace{{Type: specs.MountNamespace}}
 	if ns.GetPid() != runtimeapi.NamespaceMode_NODE {
 		out = append(out, specs.LinuxNamespace{Type: specs.PIDNamespace})
 	}
 	if ns.GetIpc() != runtimeapi.NamespaceMode_NODE {
-		out = append(out, specs.LinuxNamespace{Type: specs.IPCNamespace})
+		out = append(out, specs.LinuxNamespace{Type: specs.IPCNamespace, Path: p.IPCNS})
 	}
 	if ns.GetNetwork() != runtimeapi.NamespaceMode_NODE {
 		out = append(out,
-			specs.LinuxNamespace{Type: specs.UTSNamespace},
+			specs.LinuxNamespace{Type: specs.UTSNamespace, Path: p.UTSNS},
 			specs.LinuxNamespace{Type: specs.NetworkNamespace, Path: p.NetNS})
 	}
 	if h.CgroupMode == host.CgroupV2 {
 		out = append(out, specs.LinuxNamespace{Type: specs.CgroupNamespace})
 	}
 	return out
+}
+
+// setUserNS puts a container of a pod with a user namespace in it: the
+// runtime joins the pinned namespace (so every container of the pod, and
+// the namespaces it owns, share one) and checks the mappings against it.
+func setUserNS(s *specs.Spec, p *Pod) {
+	if p.UserNS == "" {
+		return
+	}
+	s.Linux.Namespaces = append([]specs.LinuxNamespace{{Type: specs.UserNamespace, Path: p.UserNS}}, s.Linux.Namespaces...)
+	s.Linux.UIDMappings, s.Linux.GIDMappings = p.UIDs, p.GIDs
 }

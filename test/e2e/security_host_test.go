@@ -20,9 +20,19 @@ const hostNobody = 65534
 // 65534 and returns its combined output; a start refused by the kernel
 // (exec of a file nobody cannot reach) is err.
 func runAsHostNobody(path string, argv ...string) (string, error) {
+	return runAsHostUser(hostNobody, path, argv...)
+}
+
+// runAsHostUser is runAsHostNobody as uid and gid id.
+func runAsHostUser(id uint32, path string, argv ...string) (string, error) {
+	return runAsHostIDs(id, id, path, argv...)
+}
+
+// runAsHostIDs is runAsHostNobody as uid and gid.
+func runAsHostIDs(uid, gid uint32, path string, argv ...string) (string, error) {
 	cmd := &exec.Cmd{Path: path, Args: argv}
 	cmd.Dir = "/"
-	cmd.SysProcAttr = &syscall.SysProcAttr{Credential: &syscall.Credential{Uid: hostNobody, Gid: hostNobody}}
+	cmd.SysProcAttr = &syscall.SysProcAttr{Credential: &syscall.Credential{Uid: uid, Gid: gid}}
 	out, err := cmd.CombinedOutput()
 	return string(out), err
 }
@@ -31,6 +41,12 @@ func runAsHostNobody(path string, argv ...string) (string, error) {
 // can): EACCES, not "no such file".
 func requireHostUnreachable(t *testing.T, path string) {
 	t.Helper()
+	requireUnreachableBy(t, hostNobody, path)
+}
+
+// requireUnreachableBy checks that uid and gid id cannot stat path.
+func requireUnreachableBy(t *testing.T, id uint32, path string) {
+	t.Helper()
 	if _, err := os.Lstat(path); err != nil {
 		t.Fatalf("root cannot see %s either (the test is wrong): %v", path, err)
 	}
@@ -38,13 +54,13 @@ func requireHostUnreachable(t *testing.T, path string) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	out, err := runAsHostNobody(stat, "stat", "-c", "%A %U", path)
+	out, err := runAsHostUser(id, stat, "stat", "-c", "%A %U", path)
 	if err == nil {
-		t.Errorf("uid %d reaches %s: %s", hostNobody, path, strings.TrimSpace(out))
+		t.Errorf("uid %d reaches %s: %s", id, path, strings.TrimSpace(out))
 		return
 	}
 	if !strings.Contains(out, "Permission denied") {
-		t.Errorf("uid %d stat %s: %v %s, want Permission denied", hostNobody, path, err, out)
+		t.Errorf("uid %d stat %s: %v %s, want Permission denied", id, path, err, out)
 	}
 }
 
@@ -131,21 +147,26 @@ func linesWithPrefix(s, prefix string) string {
 // does not change an existing directory's mode.
 func TestAttackStaleDirectoryModes(t *testing.T) {
 	b := startBerthd(t, "runc")
-	dirs := []string{b.Root, b.State, filepath.Join(b.Root, "containers"), filepath.Join(b.State, "containers"), filepath.Join(b.State, "pods")}
+	// Bundles are below the state directories: the root of a pod with a
+	// user namespace passes through them (0711), nobody lists them.
+	want := map[string]os.FileMode{
+		b.Root: 0o700, filepath.Join(b.Root, "containers"): 0o700,
+		b.State: 0o711, filepath.Join(b.State, "containers"): 0o711, filepath.Join(b.State, "pods"): 0o711,
+	}
 	b.Stop(t)
-	for _, d := range dirs {
+	for d := range want {
 		if err := os.Chmod(d, 0o755); err != nil {
 			t.Fatal(err)
 		}
 	}
 	b.Restart(t)
-	for _, d := range dirs {
+	for d, mode := range want {
 		fi, err := os.Stat(d)
 		if err != nil {
 			t.Fatal(err)
 		}
-		if fi.Mode().Perm() != 0o700 {
-			t.Errorf("%s is %v after a restart, want 0700", d, fi.Mode().Perm())
+		if fi.Mode().Perm() != mode {
+			t.Errorf("%s is %v after a restart, want %v", d, fi.Mode().Perm(), mode)
 		}
 	}
 }

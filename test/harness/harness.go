@@ -146,6 +146,11 @@ func Start(t testing.TB, opts Options) *Berthd {
 	if err != nil {
 		t.Fatal(err)
 	}
+	// As /run is: the root of a pod with a user namespace passes through
+	// to its containers' bundles.
+	if err := os.Chmod(base, 0o711); err != nil { //nolint:gosec // search only
+		t.Fatal(err)
+	}
 	b := &Berthd{
 		Root:   filepath.Join(base, "root"),
 		State:  filepath.Join(base, "state"),

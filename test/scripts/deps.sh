@@ -10,13 +10,16 @@ export PATH="$PATH:/usr/local/go/bin"
 GOBIN="$(go env GOPATH)/bin"
 export PATH="$PATH:$GOBIN"
 
-apt_pkgs=(runc crun containernetworking-plugins iptables)
+# libseccomp-dev, pkg-config, gcc and libc6-dev build runc (below).
+apt_pkgs=(runc crun containernetworking-plugins iptables libseccomp-dev pkg-config gcc libc6-dev)
 if [ "$want" = test ]; then
 	# busybox (dynamic) and its libc build the critest fixture images;
-	# libseccomp-dev/pkg-config build a current runc when asked for; gcc
-	# and libc6-dev build the static attacker of test/e2e/security_test.go;
-	# nginx is copied into the critest nginx fixture image.
-	apt_pkgs+=(busybox libseccomp-dev pkg-config containerd gcc libc6-dev nginx)
+	# gcc and libc6-dev also build the static attacker of
+	# test/e2e/security_test.go; nginx is copied into the critest nginx
+	# fixture image; apparmor's apparmor_parser checks berth's default
+	# profile (runtime/apparmor; it loads nothing on a kernel without
+	# AppArmor).
+	apt_pkgs+=(busybox containerd nginx apparmor)
 fi
 missing=()
 for p in "${apt_pkgs[@]}"; do
@@ -43,6 +46,16 @@ if [ -d /sys/fs/cgroup/unified ] && [ -n "$(cat /sys/fs/cgroup/unified/cgroup.co
 			mount -t cgroup -o "$c" cgroup "/sys/fs/cgroup/$c"
 		fi
 	done
+fi
+
+# runc: Debian 12's 1.1.5 has no user namespaces as Kubernetes uses them
+# (idmapped mounts); a current one builds from the Go module proxy with
+# libseccomp in seconds. /usr/local/sbin precedes /usr/sbin in $PATH, so
+# it is the runc handler berthd's defaults find.
+RUNC=github.com/opencontainers/runc@v1.5.2
+if ! /usr/local/sbin/runc --version 2>/dev/null | grep -q '^runc version 1\.5\.2$'; then
+	echo "building runc from $RUNC"
+	CGO_ENABLED=1 GOBIN=/usr/local/sbin go install -tags seccomp "$RUNC"
 fi
 
 # gVisor: Debian 12's runsc (2022) cannot run pods in a CNI network
