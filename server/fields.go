@@ -20,6 +20,11 @@ var (
 	// is refused (refuse.go).
 	windowsOnly = refused("Windows only: a non-empty windows config is InvalidArgument")
 	listFilter  = handled("list filter (runtime/pod)")
+	// podResourcesHow is what becomes of a pod's overhead and resources
+	// (runtime/pod sandbox_resources.go).
+	podResourcesHow = "recorded (verbose PodSandboxStatus); resources plus overhead size the pod cgroup berth makes without cgroup_parent " +
+		"(a kubelet's parent it sizes itself) and a gVisor pod's sandbox container; cpusets and unified only in resources; " +
+		"systemd driver without a parent: FailedPrecondition"
 )
 
 // Fields is every field of every CRI request message, by its protobuf
@@ -33,7 +38,7 @@ var Fields = map[string]Disposition{
 	"runtime.v1.StatusRequest.verbose":                     handled("adds berth's info map"),
 	"runtime.v1.UpdateRuntimeConfigRequest.runtime_config": handled("accepted (runtime.go)"),
 	"runtime.v1.RuntimeConfig.network_config":              handled("accepted (runtime.go)"),
-	"runtime.v1.NetworkConfig.pod_cidr":                    handled("accepted: berth's CNI configuration allocates pod addresses; it has no template to put the CIDR in"),
+	"runtime.v1.NetworkConfig.pod_cidr":                    handled("renders berth's own default CNI network with it, when the CIDR changes; an admin's network is left alone; malformed is InvalidArgument (runtime/network podcidr.go)"),
 
 	// RunPodSandbox.
 	"runtime.v1.RunPodSandboxRequest.config":            handled("the pod (runtime/pod sandbox_run.go)"),
@@ -55,14 +60,14 @@ var Fields = map[string]Disposition{
 	"runtime.v1.PortMapping.host_port":                  handled("CNI portMappings; 0 publishes nothing, as in containerd"),
 	"runtime.v1.PortMapping.host_ip":                    handled("CNI portMappings"),
 	"runtime.v1.PodSandboxConfig.labels":                handled("status and list filters"),
-	"runtime.v1.PodSandboxConfig.annotations":           handled("status; reach the OCI runtime only through the handler's allow-list"),
+	"runtime.v1.PodSandboxConfig.annotations":           handled("status; reach the OCI runtime only through the handler's allow-list; CNI gets them as io.kubernetes.cri.pod-annotations and kubernetes.io/{ingress,egress}-bandwidth as the bandwidth capability, a bad one InvalidArgument (runtime/network capabilities.go)"),
 	"runtime.v1.PodSandboxConfig.linux":                 handled("see its fields"),
 	"runtime.v1.PodSandboxConfig.windows":               windowsOnly,
 	"runtime.v1.LinuxPodSandboxConfig.cgroup_parent":    handled("the pod's cgroup (spec.CgroupsPath)"),
 	"runtime.v1.LinuxPodSandboxConfig.security_context": handled("see its fields"),
 	"runtime.v1.LinuxPodSandboxConfig.sysctls":          handled("checked as the kubelet does; network ones set after CNI ADD, IPC/UTS ones where berth pins them, else by the sandbox container (pod/sysctls.go)"),
-	"runtime.v1.LinuxPodSandboxConfig.overhead":         handled("informational: the kubelet sizes the pod's cgroup (cgroup_parent) itself"),
-	"runtime.v1.LinuxPodSandboxConfig.resources":        handled("informational: the kubelet sizes the pod's cgroup (cgroup_parent) itself"),
+	"runtime.v1.LinuxPodSandboxConfig.overhead":         handled(podResourcesHow),
+	"runtime.v1.LinuxPodSandboxConfig.resources":        handled(podResourcesHow),
 
 	// The pod's security context.
 	"runtime.v1.LinuxSandboxSecurityContext.namespace_options":   handled("the pod's namespaces (spec/namespaces.go)"),
@@ -122,7 +127,7 @@ var Fields = map[string]Disposition{
 	"runtime.v1.WindowsContainerSecurityContext.host_process":    windowsOnly,
 	"runtime.v1.UpdateContainerResourcesRequest.windows":         windowsOnly,
 
-	// Resources, of containers (and, informational, of pods).
+	// Resources, of containers and (podResourcesHow) of pods.
 	"runtime.v1.LinuxContainerResources.cpu_period":            handled("cpu.cfs_period (spec/resources.go)"),
 	"runtime.v1.LinuxContainerResources.cpu_quota":             handled("cpu.cfs_quota (spec/resources.go)"),
 	"runtime.v1.LinuxContainerResources.cpu_shares":            handled("cpu.shares / cpu.weight (spec/resources.go)"),
@@ -155,10 +160,10 @@ var Fields = map[string]Disposition{
 	"runtime.v1.ContainerConfig.metadata":              handled("the container's unique name and status"),
 	"runtime.v1.ContainerMetadata.name":                handled("container name: record, status, annotations"),
 	"runtime.v1.ContainerMetadata.attempt":             handled("container name: record, status"),
-	"runtime.v1.ContainerConfig.image":                 handled("the image the rootfs is made of"),
-	"runtime.v1.ImageSpec.image":                       handled("the image, by name or id"),
+	"runtime.v1.ContainerConfig.image":                 handled("the image the rootfs is made of; an absolute path to a checkpoint archive restores that container (runtime/pod container_restore.go)"),
+	"runtime.v1.ImageSpec.image":                       handled("the image, by name or id; status reports a name for an id (runtime/pod container_image.go)"),
 	"runtime.v1.ImageSpec.annotations":                 handled("informational: berth takes the node's platform, no annotation selects another"),
-	"runtime.v1.ImageSpec.user_specified_image":        handled("informational: the name the user wrote, for the kubelet's events"),
+	"runtime.v1.ImageSpec.user_specified_image":        handled("the name ContainerStatus.image reports when it names the image; kept in the status's ImageSpec; the image-name annotation"),
 	"runtime.v1.ImageSpec.runtime_handler":             handled("one image store serves every handler (all run the node's platform); PullImage refuses an unknown handler"),
 	"runtime.v1.ImageSpec.image_ref":                   handled("informational: the digest the kubelet resolved; berth resolves image itself"),
 	"runtime.v1.ContainerConfig.command":               handled("replaces the image's entrypoint (spec/process.go)"),
@@ -181,9 +186,9 @@ var Fields = map[string]Disposition{
 	"runtime.v1.Mount.image_sub_path":      handled("the image volume's subdirectory; InvalidArgument without image"),
 	"runtime.v1.Mount.mount_options": handled("added to the bind mount's options; " +
 		"InvalidArgument on an image volume, whose mount does not take them yet (reported)"),
-	"runtime.v1.ContainerConfig.devices":               handled("device nodes and cgroup rules (spec/devices.go)"),
+	"runtime.v1.ContainerConfig.devices":               handled("device nodes and cgroup rules; owned by run_as_user/run_as_group with security.device_ownership_from_security_context (spec/devices.go)"),
 	"runtime.v1.Device.container_path":                 handled("device node path"),
-	"runtime.v1.Device.host_path":                      handled("the host device; not a device is InvalidArgument"),
+	"runtime.v1.Device.host_path":                      handled("the host device, or a directory: every node below it, no symlink followed; neither is InvalidArgument"),
 	"runtime.v1.Device.permissions":                    handled("cgroup device access (rwm when empty)"),
 	"runtime.v1.ContainerConfig.labels":                handled("status and list filters"),
 	"runtime.v1.ContainerConfig.annotations":           handled("status; reach the OCI runtime only through the handler's allow-list"),
@@ -194,7 +199,7 @@ var Fields = map[string]Disposition{
 	"runtime.v1.ContainerConfig.linux":                 handled("see its fields"),
 	"runtime.v1.ContainerConfig.CDI_devices":           handled("injected from the CDI specs of cdi.spec_dirs (runtime/cdi); unknown or CDI off: FailedPrecondition"),
 	"runtime.v1.CDIDevice.name":                        handled("a fully qualified CDI device name; malformed: InvalidArgument"),
-	"runtime.v1.ContainerConfig.stop_signal":           handled("StopContainer's signal, over the image's STOPSIGNAL"),
+	"runtime.v1.ContainerConfig.stop_signal":           handled("StopContainer's signal, over the image's STOPSIGNAL; ContainerStatus.stop_signal reports the one in effect"),
 	"runtime.v1.LinuxContainerConfig.resources":        handled("cgroup limits and oom_score_adj"),
 	"runtime.v1.LinuxContainerConfig.security_context": handled("see its fields"),
 
@@ -237,8 +242,8 @@ var Fields = map[string]Disposition{
 	"runtime.v1.ContainerFilter.pod_sandbox_id":               listFilter,
 	"runtime.v1.ContainerFilter.label_selector":               listFilter,
 	"runtime.v1.UpdateContainerResourcesRequest.container_id": objectID,
-	"runtime.v1.UpdateContainerResourcesRequest.linux":        handled("the runtime's update (runtime/pod container_update.go)"),
-	"runtime.v1.UpdateContainerResourcesRequest.annotations":  handled("informational: berth defines no update option, as containerd without NRI"),
+	"runtime.v1.UpdateContainerResourcesRequest.linux":        handled("the runtime's update of a created or running container; an exited one's spec and status only, as containerd (runtime/pod container_update.go)"),
+	"runtime.v1.UpdateContainerResourcesRequest.annotations":  handled("informational: berth defines no update option, and NRI plugins get the resources only, as in containerd"),
 	"runtime.v1.ReopenContainerLogRequest.container_id":       objectID,
 	"runtime.v1.ExecSyncRequest.container_id":                 objectID,
 	"runtime.v1.ExecSyncRequest.cmd":                          handled("the process run"),
@@ -268,27 +273,31 @@ var Fields = map[string]Disposition{
 	"runtime.v1.PodSandboxStatsFilter.id":              listFilter,
 	"runtime.v1.PodSandboxStatsFilter.label_selector":  listFilter,
 
-	// RPCs berth does not implement.
-	"runtime.v1.StreamPodSandboxesRequest.filter":                unimplemented,
-	"runtime.v1.StreamContainersRequest.filter":                  unimplemented,
-	"runtime.v1.StreamContainerStatsRequest.filter":              unimplemented,
-	"runtime.v1.StreamPodSandboxStatsRequest.filter":             unimplemented,
-	"runtime.v1.StreamImagesRequest.filter":                      unimplemented,
-	"runtime.v1.CheckpointContainerRequest.container_id":         unimplemented,
-	"runtime.v1.CheckpointContainerRequest.location":             unimplemented,
-	"runtime.v1.CheckpointContainerRequest.timeout":              unimplemented,
-	"runtime.v1.CheckpointPodRequest.pod_sandbox_id":             unimplemented,
-	"runtime.v1.CheckpointPodRequest.output_path":                unimplemented,
-	"runtime.v1.CheckpointPodRequest.container_ids":              unimplemented,
-	"runtime.v1.CheckpointPodRequest.options":                    unimplemented,
-	"runtime.v1.RestorePodRequest.checkpoint_path":               unimplemented,
-	"runtime.v1.RestorePodRequest.config":                        unimplemented,
-	"runtime.v1.RestorePodRequest.runtime_handler":               unimplemented,
-	"runtime.v1.RestorePodRequest.options":                       unimplemented,
-	"runtime.v1.RestorePodRequest.container_configs":             unimplemented,
-	"runtime.v1.UpdatePodSandboxResourcesRequest.pod_sandbox_id": unimplemented,
-	"runtime.v1.UpdatePodSandboxResourcesRequest.overhead":       unimplemented,
-	"runtime.v1.UpdatePodSandboxResourcesRequest.resources":      unimplemented,
+	// In-place pod resize (runtime/pod sandbox_update.go).
+	"runtime.v1.UpdatePodSandboxResourcesRequest.pod_sandbox_id": objectID,
+	"runtime.v1.UpdatePodSandboxResourcesRequest.overhead":       handled("replaces the pod's overhead: " + podResourcesHow),
+	"runtime.v1.UpdatePodSandboxResourcesRequest.resources":      handled("replaces the pod's resources: " + podResourcesHow),
+
+	// The list streams (streams.go, images_stream.go).
+	"runtime.v1.StreamPodSandboxesRequest.filter":    handled("the ListPodSandbox filter; the same items, in pages"),
+	"runtime.v1.StreamContainersRequest.filter":      handled("the ListContainers filter; the same items, in pages"),
+	"runtime.v1.StreamContainerStatsRequest.filter":  handled("the ListContainerStats filter; the same items, in pages"),
+	"runtime.v1.StreamPodSandboxStatsRequest.filter": handled("the ListPodSandboxStats filter; the same items, in pages"),
+	"runtime.v1.StreamImagesRequest.filter":          handled("the ListImages filter (ListImages answers it); the same items, in pages"),
+
+	// Checkpoint and restore.
+	"runtime.v1.CheckpointContainerRequest.container_id": handled("the container checkpointed (runtime/pod container_checkpoint.go)"),
+	"runtime.v1.CheckpointContainerRequest.location":     handled("the archive written there whole or not at all (0600); absolute, else InvalidArgument"),
+	"runtime.v1.CheckpointContainerRequest.timeout":      handled("seconds bounding the whole checkpoint (DeadlineExceeded); 0: none"),
+	"runtime.v1.CheckpointPodRequest.pod_sandbox_id":     handled("the pod checkpointed, ready (runtime/pod sandbox_checkpoint.go); on runc-family handlers, else Unimplemented saying why"),
+	"runtime.v1.CheckpointPodRequest.output_path":        handled("the existing empty directory written (pod.json, shm.tar, containers/<name>/); absolute, else InvalidArgument; not empty: FailedPrecondition; left as it was on error"),
+	"runtime.v1.CheckpointPodRequest.container_ids":      handled("the containers dumped as one cut (all frozen, then dumped, then all thawed); empty, duplicated, another pod's: InvalidArgument; not running, two of one name, or several while the pod holds SysV IPC objects: FailedPrecondition"),
+	"runtime.v1.CheckpointPodRequest.options":            refused("berth has no checkpoint options: any key is InvalidArgument"),
+	"runtime.v1.RestorePodRequest.checkpoint_path":       handled("the pod checkpoint read (runtime/pod sandbox_restore.go), never changed; absolute, else InvalidArgument"),
+	"runtime.v1.RestorePodRequest.config":                handled("the new pod's config, with RunPodSandbox's refusals; other namespace options or hostname than the checkpointed pod's: FailedPrecondition; unset: the checkpointed pod's"),
+	"runtime.v1.RestorePodRequest.runtime_handler":       handled("the handler of the new pod, as RunPodSandbox; one of another runtime family than the checkpoint's: FailedPrecondition"),
+	"runtime.v1.RestorePodRequest.options":               refused("berth has no restore options: any key is InvalidArgument"),
+	"runtime.v1.RestorePodRequest.container_configs":     handled("matched to the checkpointed containers by name (exactly their names, else InvalidArgument); image, command, args, working dir, env and user must be the checkpointed process's (FailedPrecondition); the checkpointed container's mounts must be given again (InvalidArgument); the rest applied; none: the checkpointed configs, refused for containers with mounts or devices"),
 
 	// ImageService.
 	"runtime.v1.ListImagesRequest.filter":        listFilter,

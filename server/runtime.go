@@ -24,6 +24,14 @@ type RuntimeService struct {
 	Streaming    *Streaming
 	CgroupDriver string // "cgroupfs" or "systemd"
 	Log          *slog.Logger
+	// PodCIDR takes the kubelet's pod CIDR (runtime/network's CNI); nil
+	// ignores it.
+	PodCIDR PodCIDRSetter
+}
+
+// PodCIDRSetter renders berth's default CNI network with a pod CIDR.
+type PodCIDRSetter interface {
+	SetPodCIDR(ctx context.Context, podCIDR string) error
 }
 
 // Version reports berth and the CRI version it speaks.
@@ -72,9 +80,16 @@ func (s *RuntimeService) RuntimeConfig(ctx context.Context, req *runtimeapi.Runt
 	return &runtimeapi.RuntimeConfigResponse{Linux: &runtimeapi.LinuxRuntimeConfiguration{CgroupDriver: driver}}, nil
 }
 
-// UpdateRuntimeConfig accepts the pod CIDR the kubelet sends; berth's CNI
-// configuration decides addressing, so there is nothing to change.
+// UpdateRuntimeConfig hands the kubelet's pod CIDR to the network, which
+// renders berth's own default CNI network with it (as containerd's
+// conf_template) and leaves an administrator's alone. A malformed CIDR is
+// InvalidArgument; an empty one (no CIDR yet) changes nothing.
 func (s *RuntimeService) UpdateRuntimeConfig(ctx context.Context, req *runtimeapi.UpdateRuntimeConfigRequest) (*runtimeapi.UpdateRuntimeConfigResponse, error) {
+	if cidr := req.GetRuntimeConfig().GetNetworkConfig().GetPodCidr(); cidr != "" && s.PodCIDR != nil {
+		if err := s.PodCIDR.SetPodCIDR(ctx, cidr); err != nil {
+			return nil, err
+		}
+	}
 	return &runtimeapi.UpdateRuntimeConfigResponse{}, nil
 }
 

@@ -16,6 +16,7 @@ import (
 	"github.com/berthrt/berth/runtime/host"
 	"github.com/berthrt/berth/runtime/network"
 	"github.com/berthrt/berth/runtime/oci"
+	"github.com/berthrt/berth/runtime/systemd"
 )
 
 // finding is one prerequisite's outcome.
@@ -52,13 +53,17 @@ func check(cfg *config.Config, w io.Writer) int {
 
 	// CNI: plugins and a configuration (berthd writes a default one).
 	files, _ := libcni.ConfFiles(cfg.CNI.ConfDir, []string{".conf", ".conflist", ".json"})
-	needed := []string{"bridge", "host-local", "portmap"}
+	needed := []string{"bridge", "host-local", "portmap", "bandwidth"}
+	var list *libcni.NetworkConfigList
+	checkSubnets := len(files) == 0 // berthd's own network, or the one loaded below
 	if len(files) > 0 {
 		slices.Sort(files)
 		needed = nil
-		if list, err := network.LoadConfList(files[0]); err != nil {
+		var err error
+		if list, err = network.LoadConfList(files[0]); err != nil {
 			add(finding{name: "cni config", detail: err.Error(), fix: "fix or remove " + files[0]})
 		} else {
+			checkSubnets = true
 			add(finding{name: "cni config", detail: files[0], ok: true})
 			for _, p := range list.Plugins {
 				needed = append(needed, p.Network.Type)
@@ -74,6 +79,10 @@ func check(cfg *config.Config, w io.Writer) int {
 			add(finding{name: "cni plugin " + p, detail: "not in " + fmt.Sprint(cfg.CNI.BinDirs), fix: "apt-get install containernetworking-plugins"})
 		}
 	}
+	if checkSubnets {
+		nets, err := network.HostNets()
+		fs = append(fs, subnetFindings(cfg, list, nets, err)...)
+	}
 	if _, err := exec.LookPath("iptables"); err != nil {
 		add(finding{name: "iptables", detail: "not found (the bridge and portmap plugins need it)", fix: "apt-get install iptables"})
 	} else {
@@ -81,8 +90,13 @@ func check(cfg *config.Config, w io.Writer) int {
 	}
 
 	add(finding{name: "cgroups", detail: string(mode) + ", driver " + cfg.CgroupDriver, ok: mode != host.CgroupUnknown, fix: "mount cgroups at /sys/fs/cgroup"})
+	if cfg.CgroupDriver == "systemd" {
+		add(systemdFinding(ctx))
+	}
 	if host.Overlayfs() {
 		add(finding{name: "overlayfs", detail: "supported", ok: true})
+	} else if host.OverlayfsModule() {
+		add(finding{name: "overlayfs", detail: "module loads at the first mount", ok: true})
 	} else {
 		add(finding{name: "overlayfs", detail: "not in /proc/filesystems", fix: "modprobe overlay"})
 	}
@@ -114,6 +128,23 @@ func check(cfg *config.Config, w io.Writer) int {
 	}
 	_, _ = fmt.Fprintln(w, "all prerequisites met")
 	return 0
+}
+
+// systemdFinding: the systemd driver has the runtimes make scopes, and
+// berthd stop pods' slices, through systemd's D-Bus API.
+func systemdFinding(ctx context.Context) finding {
+	f := finding{name: "systemd", fix: "the systemd cgroup driver needs systemd as init and its D-Bus API; or set cgroup_driver = \"cgroupfs\""}
+	if !systemd.Booted() {
+		f.detail = "not this host's init (no /run/systemd/system)"
+		return f
+	}
+	v, err := (&systemd.Manager{}).Version(ctx)
+	if err != nil {
+		f.detail = err.Error()
+		return f
+	}
+	f.detail, f.ok = "version "+v+", reached over D-Bus", true
+	return f
 }
 
 func findIn(dirs []string, name string) string {

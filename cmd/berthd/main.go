@@ -17,6 +17,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/coreos/go-systemd/v22/daemon"
 	"google.golang.org/grpc"
 	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
 
@@ -46,6 +47,8 @@ type flags struct {
 	logFormat  string
 	configSet  bool
 	stopWithin time.Duration
+	// level is the logger's, which SIGHUP may change (config log_level).
+	level *slog.LevelVar
 }
 
 func main() {
@@ -64,8 +67,13 @@ func run(args []string, stdout, stderr io.Writer) int {
 	if err := fs.Parse(args); err != nil {
 		return 2
 	}
-	fs.Visit(func(fl *flag.Flag) { f.configSet = f.configSet || fl.Name == "config" })
-	log, err := newLogger(stderr, f.logLevel, f.logFormat)
+	levelSet := false
+	fs.Visit(func(fl *flag.Flag) {
+		f.configSet = f.configSet || fl.Name == "config"
+		levelSet = levelSet || fl.Name == "log-level"
+	})
+	f.level = new(slog.LevelVar)
+	log, err := newLogger(stderr, f.logLevel, f.logFormat, f.level)
 	if err != nil {
 		_, _ = fmt.Fprintln(stderr, "berthd:", err)
 		return 2
@@ -95,6 +103,9 @@ func run(args []string, stdout, stderr io.Writer) int {
 		_, _ = fmt.Fprintln(stderr, "berthd:", err)
 		return 1
 	}
+	if cfg.LogLevel != "" && !levelSet {
+		_ = f.level.UnmarshalText([]byte(cfg.LogLevel)) // validated by Load
+	}
 	if err := serve(cfg, f, log); err != nil {
 		log.Error("berthd failed", "err", err)
 		return 1
@@ -102,8 +113,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 	return 0
 }
 
-func newLogger(w io.Writer, level, format string) (*slog.Logger, error) {
-	var lv slog.Level
+func newLogger(w io.Writer, level, format string, lv *slog.LevelVar) (*slog.Logger, error) {
 	if err := lv.UnmarshalText([]byte(level)); err != nil {
 		return nil, fmt.Errorf("--log-level: %w", err)
 	}
@@ -142,7 +152,8 @@ func serve(cfg *config.Config, f flags, log *slog.Logger) error {
 	if err != nil {
 		return fmt.Errorf("image store: %w", err)
 	}
-	cni, err := network.New(ctx, network.Options{ConfDir: cfg.CNI.ConfDir, BinDirs: cfg.CNI.BinDirs, CacheDir: cfg.CNI.CacheDir, DefaultSubnet: cfg.CNI.DefaultSubnet})
+	cni, err := network.New(ctx, network.Options{ConfDir: cfg.CNI.ConfDir, BinDirs: cfg.CNI.BinDirs, CacheDir: cfg.CNI.CacheDir,
+		DefaultSubnet: cfg.CNI.DefaultSubnet, SubnetExplicit: cfg.CNI.DefaultSubnetSet, Log: log.With("component", "network")})
 	if err != nil {
 		return err
 	}
@@ -162,14 +173,23 @@ func serve(cfg *config.Config, f flags, log *slog.Logger) error {
 	if err != nil {
 		return err
 	}
+	nriRT, err := newNRI(cfg, log)
+	if err != nil {
+		return err
+	}
 	pods, err := pod.New(ctx, pod.Options{
 		Config: cfg, DB: db, Images: images, Handlers: handlers, CNI: cni,
 		Log: log.With("component", "pod"), ShimBinary: shimBin, LogLevel: f.logLevel,
-		LSM: nodeLSM(cfg, log),
+		LSM: nodeLSM(cfg, log), NRI: nriRT.hooks(),
 	})
 	if err != nil {
 		return err
 	}
+	// After recovery: plugins are synchronised with the pods recovered.
+	if err := nriRT.start(pods); err != nil {
+		return err
+	}
+	defer nriRT.stop()
 
 	stream, err := server.NewStreaming(server.StreamingOptions{Addr: cfg.Streaming.Address, IdleTimeout: cfg.Streaming.IdleTimeout.Duration, TLS: tlsCfg}, pods)
 	if err != nil {
@@ -196,7 +216,7 @@ func serve(cfg *config.Config, f flags, log *slog.Logger) error {
 		grpc.ChainStreamInterceptor(ic.Stream),
 		grpc.MaxRecvMsgSize(16<<20), grpc.MaxSendMsgSize(16<<20),
 	)
-	runtimeapi.RegisterRuntimeServiceServer(srv, &server.RuntimeService{Pods: pods, Streams: pods, Streaming: stream, CgroupDriver: cfg.CgroupDriver, Log: log})
+	runtimeapi.RegisterRuntimeServiceServer(srv, &server.RuntimeService{Pods: pods, Streams: pods, Streaming: stream, CgroupDriver: cfg.CgroupDriver, Log: log, PodCIDR: cni})
 	runtimeapi.RegisterImageServiceServer(srv, &server.ImageService{Images: images, ContainerFS: pods, Handlers: pods, Log: log})
 
 	lis, err := listen(cfg.Socket)
@@ -206,14 +226,27 @@ func serve(cfg *config.Config, f flags, log *slog.Logger) error {
 	log.Info("berthd serving", "socket", cfg.Socket, "version", server.Version, "root", cfg.Root, "state", cfg.State)
 
 	sigs := make(chan os.Signal, 1)
-	signal.Notify(sigs, syscall.SIGTERM, syscall.SIGINT)
+	signal.Notify(sigs, syscall.SIGTERM, syscall.SIGINT, syscall.SIGHUP)
 	served := make(chan error, 1)
 	go func() { served <- srv.Serve(lis) }()
-	select {
-	case err := <-served:
-		return err
-	case sig := <-sigs:
-		log.Info("shutting down", "signal", sig.String(), "timeout", f.stopWithin)
+	notifySystemd(log, daemon.SdNotifyReady)
+	rl := &reloader{path: f.config, explicit: f.configSet, cfg: cfg, level: f.level, images: images, handlers: handlers, log: log}
+wait:
+	for {
+		select {
+		case err := <-served:
+			return err
+		case sig := <-sigs:
+			if sig == syscall.SIGHUP {
+				notifySystemd(log, daemon.SdNotifyReloading)
+				rl.reload(ctx)
+				notifySystemd(log, daemon.SdNotifyReady)
+				continue
+			}
+			log.Info("shutting down", "signal", sig.String(), "timeout", f.stopWithin)
+			notifySystemd(log, daemon.SdNotifyStopping)
+			break wait
+		}
 	}
 	// In-flight calls finish; new ones are refused. Pods keep running:
 	// their shims do not depend on berthd.

@@ -16,7 +16,6 @@ import (
 
 	"github.com/containerd/cgroups/v3/cgroup1"
 	stats1 "github.com/containerd/cgroups/v3/cgroup1/stats"
-	"github.com/containerd/cgroups/v3/cgroup2"
 
 	"github.com/berthrt/berth/runtime/host"
 )
@@ -34,6 +33,13 @@ type Sample struct {
 	MemCache, MemMapped, MemSwap, MemKernel, MemMaxUsage, MemFailcnt, OOMKills uint64
 	// MemLimit is the limit, 0 without one.
 	MemLimit uint64
+	// HasSwap says the kernel accounts swap (MemSwap is the swap used):
+	// cgroup v2's memory.swap.*, v1's memory.memsw.*. SwapLimit is the
+	// swap the cgroup may use, when limited (SwapLimited).
+	HasSwap, SwapLimited bool
+	SwapLimit            uint64
+	// Pressure is the cgroup's PSI, where the kernel keeps it.
+	Pressure Pressure
 	// Processes is the number of tasks; PidsLimit 0 means no limit.
 	Processes, PidsLimit uint64
 	// IO per device.
@@ -50,6 +56,20 @@ type DeviceIO struct {
 type Reader struct {
 	Mode   host.CgroupMode
 	Driver string // cgroupfs or systemd
+	// Root is where cgroup v2 (and a hybrid host's cgroup2 tree, under
+	// unified/) is read; "" is /sys/fs/cgroup. Tests point it at files.
+	Root string
+}
+
+// unlimited is the value above which a limit is none: the kernel rounds
+// "max" (and v1's -1) to a page multiple near 2^63.
+const unlimited = 1 << 62
+
+func (r Reader) root() string {
+	if r.Root == "" {
+		return "/sys/fs/cgroup"
+	}
+	return r.Root
 }
 
 // Dir turns an OCI cgroupsPath into a cgroup path relative to a hierarchy
@@ -60,6 +80,10 @@ func (r Reader) Dir(cgroupsPath string) string {
 	}
 	parts := strings.SplitN(cgroupsPath, ":", 3)
 	if len(parts) != 3 {
+		// A pod's slice, by its name (spec.Pod.CgroupParent).
+		if strings.HasSuffix(cgroupsPath, ".slice") && !strings.Contains(cgroupsPath, "/") {
+			return ExpandSlice(cgroupsPath)
+		}
 		return cgroupsPath
 	}
 	if parts[2] == "" {
@@ -90,42 +114,7 @@ var ErrGone = errors.New("cgroup does not exist")
 func (r Reader) Read(dir string) (Sample, error) {
 	s := Sample{At: time.Now()}
 	if r.Mode == host.CgroupV2 {
-		m, err := cgroup2.Load(dir)
-		if err != nil {
-			return s, err
-		}
-		st, err := m.Stat()
-		if err != nil {
-			if errors.Is(err, os.ErrNotExist) {
-				return s, ErrGone
-			}
-			return s, err
-		}
-		if c := st.CPU; c != nil {
-			s.CPUNanos, s.UserNanos, s.SystemNanos = c.UsageUsec*1000, c.UserUsec*1000, c.SystemUsec*1000
-			s.Periods, s.ThrottledPeriods, s.ThrottledNanos = c.NrPeriods, c.NrThrottled, c.ThrottledUsec*1000
-		}
-		if mem := st.Memory; mem != nil {
-			s.MemUsage, s.RSS, s.PageFaults, s.MajorPageFaults = mem.Usage, mem.Anon, mem.Pgfault, mem.Pgmajfault
-			s.WorkingSet = sub(mem.Usage, mem.InactiveFile)
-			s.MemCache, s.MemMapped, s.MemSwap, s.MemMaxUsage = mem.File, mem.FileMapped, mem.SwapUsage, mem.MaxUsage
-			s.MemKernel = mem.KernelStack + mem.Slab + mem.Sock
-			if mem.UsageLimit < 1<<62 {
-				s.MemLimit = mem.UsageLimit
-			}
-		}
-		if ev := st.MemoryEvents; ev != nil {
-			s.OOMKills, s.MemFailcnt = ev.OomKill, ev.Max
-		}
-		if st.Pids != nil {
-			s.Processes, s.PidsLimit = st.Pids.Current, st.Pids.Limit
-		}
-		if st.Io != nil {
-			for _, e := range st.Io.Usage {
-				s.IO = append(s.IO, DeviceIO{Major: e.Major, Minor: e.Minor, ReadBytes: e.Rbytes, WriteBytes: e.Wbytes, Reads: e.Rios, Writes: e.Wios})
-			}
-		}
-		return s, nil
+		return r.readV2(dir, s)
 	}
 	cg, err := cgroup1.Load(cgroup1.StaticPath(dir))
 	if err != nil {
@@ -151,15 +140,13 @@ func (r Reader) Read(dir string) (Sample, error) {
 		s.WorkingSet = sub(mem.Usage.Usage, mem.TotalInactiveFile)
 		s.MemCache, s.MemMapped = mem.TotalCache, mem.TotalMappedFile
 		s.MemMaxUsage, s.MemFailcnt = mem.Usage.Max, mem.Usage.Failcnt
-		if mem.Swap != nil {
-			s.MemSwap = sub(mem.Swap.Usage, mem.Usage.Usage)
-		}
 		if mem.Kernel != nil {
 			s.MemKernel = mem.Kernel.Usage
 		}
-		if mem.Usage.Limit < 1<<62 {
+		if mem.Usage.Limit < unlimited {
 			s.MemLimit = mem.Usage.Limit
 		}
+		swapV1(&s, mem)
 	}
 	if oc := st.MemoryOomControl; oc != nil {
 		s.OOMKills = oc.OomKill
@@ -196,7 +183,25 @@ func (r Reader) Read(dir string) (Sample, error) {
 			s.IO = append(s.IO, *d)
 		}
 	}
+	if r.Mode == host.CgroupHybrid {
+		// runc and crun put containers in the cgroup2 tree too.
+		s.Pressure = readPressure(filepath.Join(r.root(), "unified", dir))
+	}
 	return s, nil
+}
+
+// swapV1 reads swap from v1's memory+swap counters (memory.memsw.*, there
+// when the kernel accounts swap): what they count beyond memory is swap.
+func swapV1(s *Sample, mem *stats1.MemoryStat) {
+	if mem.Swap == nil || mem.Swap.Limit == 0 {
+		return // no memsw files: a limit is never 0 where they exist
+	}
+	s.HasSwap = true
+	s.MemSwap = sub(mem.Swap.Usage, mem.Usage.Usage)
+	if mem.Swap.Limit < unlimited {
+		s.SwapLimited = true
+		s.SwapLimit = sub(mem.Swap.Limit, mem.Usage.Limit)
+	}
 }
 
 func sub(a, b uint64) uint64 {

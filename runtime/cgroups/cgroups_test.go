@@ -25,6 +25,9 @@ func TestExpandSlice(t *testing.T) {
 	if got := r.Dir("system.slice:berth:abc"); got != "/system.slice/berth-abc.scope" {
 		t.Errorf("Dir = %q", got)
 	}
+	if got := r.Dir("berth-p1.slice"); got != "/berth.slice/berth-p1.slice" {
+		t.Errorf("Dir of a pod slice = %q", got)
+	}
 }
 
 // TestReadRealCgroup puts a process in a fresh cgroup and reads it back.
@@ -38,6 +41,9 @@ func TestReadRealCgroup(t *testing.T) {
 	roots := []string{"/sys/fs/cgroup/memory", "/sys/fs/cgroup/cpu,cpuacct", "/sys/fs/cgroup/cpuacct", "/sys/fs/cgroup/pids"}
 	if mode == host.CgroupV2 {
 		roots = []string{"/sys/fs/cgroup"}
+	}
+	if mode == host.CgroupHybrid {
+		roots = append(roots, "/sys/fs/cgroup/unified")
 	}
 	cmd := exec.Command("sh", "-c", "i=0; while [ $i -lt 200000 ]; do i=$((i+1)); done; exec sleep 30")
 	if err := cmd.Start(); err != nil {
@@ -63,6 +69,16 @@ func TestReadRealCgroup(t *testing.T) {
 	}
 	if s.CPUNanos == 0 || s.MemUsage == 0 || s.Processes != 1 {
 		t.Errorf("sample = %+v", s)
+	}
+	// Where the kernel keeps PSI and the host has a cgroup2 tree, the
+	// cgroup has its pressure; where it accounts swap, its swap.
+	if _, err := os.Stat("/proc/pressure/cpu"); err == nil && mode != host.CgroupV1 {
+		if p := s.Pressure; p.CPU == nil || p.CPU.Some == nil || p.Memory == nil || p.IO == nil {
+			t.Errorf("pressure = %+v", p)
+		}
+	}
+	if _, err := os.Stat("/sys/fs/cgroup/memory/memory.memsw.usage_in_bytes"); err == nil && !s.HasSwap {
+		t.Error("memory.memsw is there, the sample has no swap")
 	}
 	cmd.Process.Kill()
 	cmd.Wait()

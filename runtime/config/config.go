@@ -6,6 +6,7 @@ package config
 import (
 	"errors"
 	"fmt"
+	"log/slog"
 	"net"
 	"net/url"
 	"os"
@@ -38,6 +39,9 @@ type Config struct {
 	CgroupDriver string `toml:"cgroup_driver"`
 	// ShimPath is the berth-shim binary; empty means next to berthd, then $PATH.
 	ShimPath string `toml:"shim_path"`
+	// LogLevel is berthd's log level (debug, info, warn, error); "" keeps
+	// the --log-level flag's. SIGHUP applies a new one.
+	LogLevel string `toml:"log_level"`
 
 	Runtimes  map[string]Handler `toml:"runtimes"`
 	Image     Image              `toml:"image"`
@@ -46,6 +50,7 @@ type Config struct {
 	CDI       CDI                `toml:"cdi"`
 	Streaming Streaming          `toml:"streaming"`
 	Metrics   Metrics            `toml:"metrics"`
+	NRI       NRI                `toml:"nri"`
 }
 
 // Handler maps a RuntimeClass handler to an OCI runtime binary.
@@ -110,6 +115,10 @@ type CNI struct {
 	// DefaultSubnet is used for the bridge conflist berth writes when
 	// ConfDir holds none.
 	DefaultSubnet string `toml:"default_subnet"`
+	// DefaultSubnetSet says the file set default_subnet: berth then
+	// refuses a subnet another network holds instead of picking a free
+	// one (runtime/network PlanDefaultSubnet).
+	DefaultSubnetSet bool `toml:"-"`
 }
 
 // Security configures the confinement berth applies to pods.
@@ -126,6 +135,12 @@ type Security struct {
 	// pods with their own network namespace, so any user can ping
 	// (containerd's enable_unprivileged_icmp).
 	UnprivilegedICMP bool `toml:"unprivileged_icmp"`
+	// DeviceOwnershipFromSecurityContext makes the device nodes a
+	// container asks for (ContainerConfig.devices) owned by its
+	// run_as_user/run_as_group instead of the host node's owner, so a
+	// non-root container can use them (containerd's
+	// device_ownership_from_security_context).
+	DeviceOwnershipFromSecurityContext bool `toml:"device_ownership_from_security_context"`
 }
 
 // CDI configures Container Device Interface devices.
@@ -151,6 +166,23 @@ type Streaming struct {
 type Metrics struct {
 	// Address is host:port, empty to disable.
 	Address string `toml:"address"`
+}
+
+// NRI configures Node Resource Interface plugins (runtime/nri).
+type NRI struct {
+	// Enable starts NRI: plugins connect to SocketPath or are launched
+	// from PluginPath, and see (and may adjust) every pod and container.
+	Enable bool `toml:"enable"`
+	// SocketPath is where external plugins connect.
+	SocketPath string `toml:"socket_path"`
+	// PluginPath holds plugins berthd launches at start ("NN-name").
+	PluginPath string `toml:"plugin_path"`
+	// PluginConfigPath holds the configuration of launched plugins.
+	PluginConfigPath string `toml:"plugin_config_path"`
+	// PluginRegistrationTimeout is how long a plugin may take to register.
+	PluginRegistrationTimeout Duration `toml:"plugin_registration_timeout"`
+	// PluginRequestTimeout is how long a plugin may take to answer an event.
+	PluginRequestTimeout Duration `toml:"plugin_request_timeout"`
 }
 
 // Duration is a time.Duration written as "30s" in TOML.
@@ -201,6 +233,14 @@ func Default() *Config {
 		Streaming: Streaming{
 			Address:     "127.0.0.1:0",
 			IdleTimeout: Duration{4 * time.Hour},
+		},
+		// The NRI library's defaults, as containerd and CRI-O use them.
+		NRI: NRI{
+			SocketPath:                "/var/run/nri/nri.sock",
+			PluginPath:                "/opt/nri/plugins",
+			PluginConfigPath:          "/etc/nri/conf.d",
+			PluginRegistrationTimeout: Duration{5 * time.Second},
+			PluginRequestTimeout:      Duration{2 * time.Second},
 		},
 	}
 	for _, name := range knownRuntimes {
@@ -259,6 +299,9 @@ func Parse(text string) (*Config, error) {
 	if _, err := toml.Decode(text, c); err != nil {
 		return nil, err
 	}
+	if cni, ok := raw["cni"].(map[string]any); ok {
+		_, c.CNI.DefaultSubnetSet = cni["default_subnet"]
+	}
 	// Runtime state lives under the state dir unless a root is given.
 	for name, rt := range c.Runtimes {
 		if _, listed := raw["runtimes"]; rt.Root == "" || !listed {
@@ -294,6 +337,12 @@ func (c *Config) Validate() error {
 	for i, d := range c.CNI.BinDirs {
 		if !filepath.IsAbs(d) {
 			bad(fmt.Sprintf("cni.bin_dirs[%d]", i), "must be an absolute path, got %q", d)
+		}
+	}
+	if c.LogLevel != "" {
+		var lv slog.Level
+		if err := lv.UnmarshalText([]byte(c.LogLevel)); err != nil {
+			bad("log_level", "want debug, info, warn or error, got %q", c.LogLevel)
 		}
 	}
 	if c.CgroupDriver != "cgroupfs" && c.CgroupDriver != "systemd" {
@@ -358,6 +407,7 @@ func (c *Config) Validate() error {
 			bad("metrics.address", "%v", err)
 		}
 	}
+	c.NRI.validate(bad)
 	return errors.Join(errs...)
 }
 

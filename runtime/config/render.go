@@ -44,6 +44,9 @@ default_runtime = {{q .DefaultRuntime}}
 cgroup_driver = {{q .CgroupDriver}}
 # berth-shim binary; empty means the one next to berthd, then $PATH.
 shim_path = {{q .ShimPath}}
+# Log level (debug, info, warn, error); empty keeps --log-level's. SIGHUP
+# rereads this file and applies the level, registries and new handlers.
+log_level = {{q .LogLevel}}
 
 # One table per RuntimeClass handler: [runtimes.<handler>].
 #   path        OCI runtime binary (runc, crun, runsc or compatible)
@@ -105,8 +108,11 @@ conf_dir = {{q .CNI.ConfDir}}
 # Directories searched for CNI plugin binaries.
 bin_dirs = {{ql .CNI.BinDirs}}
 cache_dir = {{q .CNI.CacheDir}}
-# Subnet of the bridge network berth writes when conf_dir has none.
-default_subnet = {{q .CNI.DefaultSubnet}}
+# Subnet of the bridge network berth writes when conf_dir has none. Unset,
+# it is 10.88.0.0/16, or a free private /16 when another interface holds
+# that one (containerd and podman default to it too); set, berth refuses
+# to start when another network holds it.
+{{if not .CNI.DefaultSubnetSet}}# {{end}}default_subnet = {{q .CNI.DefaultSubnet}}
 
 [security]
 # Apply pods' and containers' SELinux labels; off, they are accepted and
@@ -117,6 +123,10 @@ enable_selinux = {{.Security.EnableSELinux}}
 # (net.ipv4.ping_group_range="0 2147483647"). A pod's own sysctls win.
 unprivileged_ports = {{.Security.UnprivilegedPorts}}
 unprivileged_icmp = {{.Security.UnprivilegedICMP}}
+# Device nodes a container asks for are owned, inside it, by its
+# run_as_user/run_as_group when they are not 0 (else by the host node's
+# owner), so a non-root container can open them (as containerd's key).
+device_ownership_from_security_context = {{.Security.DeviceOwnershipFromSecurityContext}}
 
 [cdi]
 # Inject the CDI devices containers request (DRA, device plugins in CDI
@@ -137,4 +147,21 @@ idle_timeout = {{q .Streaming.IdleTimeout.String}}
 [metrics]
 # Prometheus /metrics address (host:port); empty disables it.
 address = {{q .Metrics.Address}}
+
+[nri]
+# Node Resource Interface: plugins (resource policies, device injectors)
+# see every pod and container event and may adjust containers before they
+# are created, update their resources and evict them. A plugin is trusted
+# as root: only root can reach the socket.
+enable = {{.NRI.Enable}}
+# Socket external plugins connect to.
+socket_path = {{q .NRI.SocketPath}}
+# Plugins berthd launches at start, named "<index>-<name>" (e.g. 10-logger).
+plugin_path = {{q .NRI.PluginPath}}
+# Their configuration: <index>-<name>.conf or <name>.conf.
+plugin_config_path = {{q .NRI.PluginConfigPath}}
+# A plugin that takes longer to register is dropped.
+plugin_registration_timeout = {{q .NRI.PluginRegistrationTimeout.String}}
+# A plugin that takes longer to answer an event is dropped.
+plugin_request_timeout = {{q .NRI.PluginRequestTimeout.String}}
 `))

@@ -122,3 +122,25 @@ func Overlayfs() bool {
 	_, err = os.Stat("/sys/module/overlay")
 	return err == nil
 }
+
+// OverlayfsModule reports whether overlayfs is a module of the running
+// kernel, which the kernel loads at the first overlay mount (a fresh
+// boot has not needed it yet).
+func OverlayfsModule() bool {
+	var u unix.Utsname
+	if err := unix.Uname(&u); err != nil {
+		return false
+	}
+	b, err := os.ReadFile("/lib/modules/" + unix.ByteSliceToString(u.Release[:]) + "/modules.dep")
+	if err != nil {
+		return false
+	}
+	// kernel/fs/overlayfs/overlay.ko[.xz|.zst]: ...
+	for _, line := range strings.Split(string(b), "\n") {
+		name, _, _ := strings.Cut(line, ":")
+		if strings.HasSuffix(name, "/overlay.ko") || strings.Contains(name, "/overlay.ko.") {
+			return true
+		}
+	}
+	return false
+}

@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"strings"
 	"sync/atomic"
 	"time"
 
@@ -115,13 +116,32 @@ func (s *Store) pull(ctx context.Context, ref Ref, auth *Auth) (img *Image, err 
 		return nil, s.fetchErr(ctx, ref, err)
 	}
 	hook("blobs-written")
-	img = &Image{ID: id, Size: size, Chain: chain, Manifest: "sha256:" + hexSum(rawManifest), Pulled: time.Now().UTC()}
+	img = &Image{ID: id, Size: size, Chain: chain, Manifest: "sha256:" + hexSum(rawManifest), Pulled: time.Now().UTC(),
+		Annotations: keptAnnotations(manifest.Annotations)}
 	if err := s.commit(ref, res.topDigest, img, records); err != nil {
 		return nil, err
 	}
 	hook("after-commit")
 	s.log.Info("pulled image", "ref", ref.String(), "id", id, "from", res.ep.host, "bytes", prog.done.Load(), "duration", time.Since(start).Round(time.Millisecond))
 	return img, nil
+}
+
+// keptAnnotations are the manifest annotations recorded with an image:
+// org.criu.checkpoint.* and CRI-O's io.kubernetes.cri-o.annotations.checkpoint.*,
+// which mark an image holding a container checkpoint (as checkpointctl,
+// Podman and buildah for CRI-O build them) that CreateContainer
+// restores. Others stay in the manifest blob only, to keep records small.
+func keptAnnotations(m map[string]string) map[string]string {
+	var out map[string]string
+	for k, v := range m {
+		if strings.HasPrefix(k, "org.criu.checkpoint.") || strings.HasPrefix(k, "io.kubernetes.cri-o.annotations.checkpoint.") {
+			if out == nil {
+				out = map[string]string{}
+			}
+			out[k] = v
+		}
+	}
+	return out
 }
 
 // checkSizes refuses a manifest whose config is over the limit of what is

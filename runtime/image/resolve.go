@@ -48,18 +48,30 @@ type endpoint struct {
 }
 
 func (s *Store) endpoints(ref Ref) []endpoint {
+	r := s.registries.Load()
 	var eps []endpoint
-	for _, m := range s.opts.Mirrors[ref.Domain()] {
+	for _, m := range r.Mirrors[ref.Domain()] {
 		if ep, err := config.ParseEndpoint(m); err == nil {
-			insecure := s.insecure(ep.Host)
+			insecure := r.insecure(ep.Host)
 			eps = append(eps, endpoint{host: ep.Host, plain: ep.PlainHTTP || insecure, insecure: insecure, mirror: true})
 		}
 	}
-	insecure := s.insecure(ref.Domain())
+	insecure := r.insecure(ref.Domain())
 	return append(eps, endpoint{host: ref.Domain(), plain: insecure, insecure: insecure})
 }
 
-func (s *Store) insecure(host string) bool { return slices.Contains(s.opts.InsecureRegistries, host) }
+// Registries are where pulls go: mirrors and registries reached without
+// certificate checks. They may change while berthd runs (SIGHUP).
+type Registries struct {
+	Mirrors            map[string][]string
+	InsecureRegistries []string
+}
+
+func (r *Registries) insecure(host string) bool { return slices.Contains(r.InsecureRegistries, host) }
+
+// SetRegistries replaces the mirrors and insecure registries; pulls that
+// start from now on use them.
+func (s *Store) SetRegistries(r Registries) { s.registries.Store(&r) }
 
 // nameRef builds the go-containerregistry reference of ref at ep.
 func nameRef(ref Ref, ep endpoint) (name.Reference, error) {

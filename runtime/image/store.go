@@ -27,6 +27,7 @@ import (
 	"sort"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	v1 "github.com/google/go-containerregistry/pkg/v1"
@@ -58,6 +59,9 @@ type Image struct {
 	// Manifest is the digest of the platform manifest.
 	Manifest string    `json:"manifest"`
 	Pulled   time.Time `json:"pulled"`
+	// Annotations are the manifest's annotations berth acts on (see
+	// keptAnnotations); records of earlier versions have none.
+	Annotations map[string]string `json:"annotations,omitempty"`
 }
 
 // layer is the record of one unpacked chain.
@@ -118,6 +122,8 @@ type Store struct {
 	pulls  singleflight.Group
 	layers singleflight.Group
 
+	registries atomic.Pointer[Registries]
+
 	configMu sync.Mutex
 	configs  map[string]*v1.ConfigFile
 }
@@ -136,6 +142,7 @@ func New(db *store.DB, opts Options) (*Store, error) {
 	}
 	s := &Store{opts: opts, db: db, log: opts.Logger, held: map[string]int{}, unpacked: map[string]*layer{},
 		claimed: map[string]bool{}, configs: map[string]*v1.ConfigFile{}}
+	s.SetRegistries(Registries{Mirrors: opts.Mirrors, InsecureRegistries: opts.InsecureRegistries})
 	for _, d := range []string{s.blobDir(), s.layersDir(), s.tmpDir()} {
 		if err := os.MkdirAll(d, 0o700); err != nil {
 			return nil, err

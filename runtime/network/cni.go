@@ -6,7 +6,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"net"
+	"log/slog"
 	"os"
 	"path/filepath"
 	"slices"
@@ -26,80 +26,67 @@ type Options struct {
 	BinDirs  []string
 	CacheDir string
 	// DefaultSubnet is the subnet of the bridge network written when
-	// ConfDir holds no configuration.
+	// ConfDir holds no configuration ("" writes none).
 	DefaultSubnet string
+	// SubnetExplicit says DefaultSubnet was set in the config file: when
+	// another network holds it, berth refuses to start rather than pick
+	// a free one.
+	SubnetExplicit bool
+	// HostNets lists the host's addresses and routes; nil reads them
+	// (HostNets). Tests inject theirs.
+	HostNets func() ([]HostNet, error)
+	Log      *slog.Logger
+
+	// masquerade keeps a subnet's nat rule; nil is ensureMasquerade.
+	// Unit tests record instead of changing the host's nat table.
+	masquerade func(ctx context.Context, subnet string) error
 }
 
 // CNI runs the configured network's plugins.
 type CNI struct {
 	opts Options
 	cni  *libcni.CNIConfig
+	log  *slog.Logger
+
+	// renderMu serialises rewrites of berth's default conflist.
+	renderMu sync.Mutex
 
 	mu   sync.Mutex
 	list *libcni.NetworkConfigList
 	mod  string // name+mtime of the loaded file, to notice edits
 }
 
-// DefaultConfName is the file berth writes into an empty conf dir.
-const DefaultConfName = "10-berth-bridge.conflist"
-
-// New returns a CNI runner. It writes the default bridge network when the
+// New returns a CNI runner. It writes berth's default network when the
 // conf dir has no configuration, so a fresh node has a working network,
+// on a subnet no other network of the host holds (see ensureDefault),
 // and masquerades that network's traffic to the outside while it is the
 // one in use.
 func New(ctx context.Context, opts Options) (*CNI, error) {
-	c := &CNI{opts: opts, cni: libcni.NewCNIConfigWithCacheDir(opts.BinDirs, opts.CacheDir, nil)}
-	files, err := libcni.ConfFiles(opts.ConfDir, []string{".conf", ".conflist", ".json"})
-	if err != nil {
-		return nil, fmt.Errorf("cni conf dir: %w", err)
+	if opts.HostNets == nil {
+		opts.HostNets = HostNets
 	}
-	if len(files) == 0 && opts.DefaultSubnet != "" {
-		if err := WriteDefaultConf(opts.ConfDir, opts.DefaultSubnet); err != nil {
-			return nil, err
-		}
+	if opts.masquerade == nil {
+		opts.masquerade = ensureMasquerade
 	}
-	if list, err := c.load(); err == nil && list.Name == DefaultNetworkName && opts.DefaultSubnet != "" {
-		if err := ensureMasquerade(ctx, opts.DefaultSubnet); err != nil {
-			return nil, err
+	log := opts.Log
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	c := &CNI{opts: opts, log: log, cni: libcni.NewCNIConfigWithCacheDir(opts.BinDirs, opts.CacheDir, nil)}
+	if opts.DefaultSubnet == "" {
+		return c, nil
+	}
+	if err := c.ensureDefault(); err != nil {
+		return nil, err
+	}
+	if list, err := c.load(); err == nil && list.Name == DefaultNetworkName {
+		for _, s := range ConfSubnets(list) {
+			if err := opts.masquerade(ctx, s.String()); err != nil {
+				return nil, err
+			}
 		}
 	}
 	return c, nil
-}
-
-// WriteDefaultConf writes a bridge + host-local + portmap network. Its
-// traffic to the outside is masqueraded by one rule (see ensureMasquerade),
-// not per pod by the bridge plugin.
-func WriteDefaultConf(dir, subnet string) error {
-	if _, _, err := net.ParseCIDR(subnet); err != nil {
-		return err
-	}
-	conf := map[string]any{
-		"cniVersion": "1.0.0",
-		"name":       DefaultNetworkName,
-		"plugins": []any{
-			map[string]any{
-				"type": "bridge", "bridge": "berth0", "isGateway": true, "hairpinMode": true,
-				"ipam": map[string]any{
-					"type":   "host-local",
-					"ranges": [][]map[string]string{{{"subnet": subnet}}},
-					"routes": []map[string]string{{"dst": "0.0.0.0/0"}},
-				},
-			},
-			map[string]any{"type": "portmap", "capabilities": map[string]bool{"portMappings": true}},
-		},
-	}
-	data, err := json.MarshalIndent(conf, "", "  ")
-	if err != nil {
-		return err
-	}
-	if err := os.MkdirAll(dir, 0o755); err != nil { //nolint:gosec // the CNI config dir is read by CNI plugins and tools, 0755 as installed
-		return err
-	}
-	tmp := filepath.Join(dir, "."+DefaultConfName+".tmp")
-	if err := os.WriteFile(tmp, append(data, '\n'), 0o644); err != nil { //nolint:gosec // CNI config is public (no secrets), readable as its installers make it
-		return err
-	}
-	return os.Rename(tmp, filepath.Join(dir, DefaultConfName))
 }
 
 // load returns the first network configuration in the conf dir (by file
@@ -130,6 +117,14 @@ func (c *CNI) load() (*libcni.NetworkConfigList, error) {
 	}
 	c.list, c.mod = list, mod
 	return list, nil
+}
+
+// forget drops the loaded configuration: the next call reads the file
+// again even if its name and mtime look the same.
+func (c *CNI) forget() {
+	c.mu.Lock()
+	c.list = nil
+	c.mu.Unlock()
 }
 
 // Status reports whether the network is usable: a configuration exists
@@ -173,12 +168,18 @@ type Pod struct {
 	UID       string
 	NetNS     string
 	Ports     []PortMapping
+	// Annotations are the pod's: plugins declaring the pod-annotations
+	// capability receive them, the bandwidth plugin its limits.
+	Annotations map[string]string
 	// Network is the network the pod was attached to (from Setup); used by
 	// Teardown to find the configuration it was set up with.
 	Network string
 }
 
-func (c *CNI) runtimeConf(p Pod) *libcni.RuntimeConf {
+// runtimeConf is p's CNI runtime configuration; its error is a bad
+// bandwidth annotation (see capabilityArgs).
+func (c *CNI) runtimeConf(p Pod) (*libcni.RuntimeConf, error) {
+	caps, err := capabilityArgs(p)
 	rt := &libcni.RuntimeConf{
 		ContainerID: p.ID,
 		NetNS:       p.NetNS,
@@ -190,12 +191,9 @@ func (c *CNI) runtimeConf(p Pod) *libcni.RuntimeConf {
 			{"K8S_POD_INFRA_CONTAINER_ID", p.ID},
 			{"K8S_POD_UID", p.UID},
 		},
-		CapabilityArgs: map[string]any{},
+		CapabilityArgs: caps,
 	}
-	if len(p.Ports) > 0 {
-		rt.CapabilityArgs["portMappings"] = p.Ports
-	}
-	return rt
+	return rt, err
 }
 
 // Attachment is the outcome of Setup.
@@ -207,14 +205,18 @@ type Attachment struct {
 
 // Setup attaches the pod's namespace to the network.
 func (c *CNI) Setup(ctx context.Context, p Pod) (Attachment, error) {
+	rt, err := c.runtimeConf(p)
+	if err != nil {
+		return Attachment{}, err
+	}
 	list, err := c.load()
 	if err != nil {
 		return Attachment{}, err
 	}
-	res, err := c.cni.AddNetworkList(ctx, list, c.runtimeConf(p))
+	res, err := c.cni.AddNetworkList(ctx, list, rt)
 	if err != nil {
 		// Undo what the plugins that ran did (IPs, veths, rules).
-		_ = c.cni.DelNetworkList(context.WithoutCancel(ctx), list, c.runtimeConf(p))
+		_ = c.cni.DelNetworkList(context.WithoutCancel(ctx), list, rt)
 		return Attachment{}, fmt.Errorf("cni add %s: %w", list.Name, err)
 	}
 	ips, err := podIPs(res)
@@ -240,7 +242,7 @@ func podIPs(res cnitypes.Result) ([]string, error) {
 // Teardown detaches the pod. It uses the configuration the pod was set up
 // with (libcni's cache), so an edited conf dir still releases its IP.
 func (c *CNI) Teardown(ctx context.Context, p Pod) error {
-	rt := c.runtimeConf(p)
+	rt, _ := c.runtimeConf(p) // a pod set up had valid annotations; the cache has its arguments
 	var list *libcni.NetworkConfigList
 	if cached, cachedRT, err := c.cni.GetNetworkListCachedConfig(&libcni.NetworkConfigList{Name: p.Network}, rt); err == nil && cached != nil {
 		if l, err := libcni.ConfListFromBytes(cached); err == nil {

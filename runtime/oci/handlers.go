@@ -24,8 +24,10 @@ type Handler struct {
 	ProbeErr error
 }
 
-// Handlers are all configured handlers.
+// Handlers are all configured handlers. Handlers may be added while
+// berthd runs (SIGHUP); none is changed or removed.
 type Handlers struct {
+	mu     sync.RWMutex
 	byName map[string]*Handler
 	def    string
 }
@@ -34,27 +36,37 @@ type Handlers struct {
 func NewHandlers(ctx context.Context, c *config.Config) *Handlers {
 	h := &Handlers{byName: map[string]*Handler{}, def: c.DefaultRuntime}
 	var wg sync.WaitGroup
-	var mu sync.Mutex
 	for name, rc := range c.Runtimes {
-		// The config validated the kind.
-		kind, _ := ParseKind(rc.Kind, rc.Path)
-		hd := &Handler{
-			Runtime: &Runtime{Name: name, Path: rc.Path, Kind: kind, Root: rc.Root, Args: rc.Args,
-				DirectExec: rc.Exec != config.ModeRuntime, DirectStart: rc.Start != config.ModeRuntime},
-			Annotations: rc.Annotations, PodAnnotations: rc.PodAnnotations, ContainerAnnotations: rc.ContainerAnnotations,
-		}
+		hd := newHandler(name, rc)
 		h.byName[name] = hd
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			info, err := hd.Probe(ctx)
-			mu.Lock()
-			hd.Info, hd.ProbeErr = info, err
-			mu.Unlock()
-		}()
+		wg.Go(func() { hd.Info, hd.ProbeErr = hd.Probe(ctx) })
 	}
 	wg.Wait()
 	return h
+}
+
+func newHandler(name string, rc config.Handler) *Handler {
+	// The config validated the kind.
+	kind, _ := ParseKind(rc.Kind, rc.Path)
+	return &Handler{
+		Runtime: &Runtime{Name: name, Path: rc.Path, Kind: kind, Root: rc.Root, Args: rc.Args,
+			DirectExec: rc.Exec != config.ModeRuntime, DirectStart: rc.Start != config.ModeRuntime},
+		Annotations: rc.Annotations, PodAnnotations: rc.PodAnnotations, ContainerAnnotations: rc.ContainerAnnotations,
+	}
+}
+
+// Add probes and adds a handler that is not configured yet; it returns
+// it (with its probe error, if any).
+func (h *Handlers) Add(ctx context.Context, name string, rc config.Handler) (*Handler, error) {
+	hd := newHandler(name, rc)
+	hd.Info, hd.ProbeErr = hd.Probe(ctx)
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if _, ok := h.byName[name]; ok {
+		return nil, errdefs.AlreadyExists("runtime handler %q", name)
+	}
+	h.byName[name] = hd
+	return hd, nil
 }
 
 // Get returns the handler named name ("" is the default handler).
@@ -62,7 +74,9 @@ func (h *Handlers) Get(name string) (*Handler, error) {
 	if name == "" {
 		name = h.def
 	}
+	h.mu.RLock()
 	hd, ok := h.byName[name]
+	h.mu.RUnlock()
 	if !ok {
 		return nil, errdefs.InvalidArgument("unknown runtime handler %q (configured: %s)", name, strings.Join(h.Names(), ", "))
 	}
@@ -77,6 +91,8 @@ func (h *Handlers) Default() string { return h.def }
 
 // Names lists the handler names, sorted.
 func (h *Handlers) Names() []string {
+	h.mu.RLock()
+	defer h.mu.RUnlock()
 	names := make([]string, 0, len(h.byName))
 	for n := range h.byName {
 		names = append(names, n)
@@ -87,8 +103,11 @@ func (h *Handlers) Names() []string {
 
 // All returns every handler, sorted by name.
 func (h *Handlers) All() []*Handler {
-	var out []*Handler
-	for _, n := range h.Names() {
+	names := h.Names()
+	h.mu.RLock()
+	defer h.mu.RUnlock()
+	out := make([]*Handler, 0, len(names))
+	for _, n := range names {
 		out = append(out, h.byName[n])
 	}
 	return out

@@ -48,10 +48,17 @@ type Traits struct {
 	// RefusesHybridCgroups: it will not run while a controller is bound to
 	// the cgroup2 tree of a hybrid host (crun).
 	RefusesHybridCgroups bool
+	// Checkpoint: `checkpoint` and `restore` with CRIU, runc's command
+	// line (see checkpoint.go for why the others cannot).
+	Checkpoint bool
+	// SystemdProperties: with --systemd-cgroup it gives systemd a
+	// container's limits as properties of its scope (runc), which a
+	// daemon-reload then keeps; berth does it for the others.
+	SystemdProperties bool
 }
 
 var kinds = map[Kind]Traits{
-	KindRunc:  {PinnedPods: true, DirectExec: true, DirectStart: true, ExecHome: "/"},
+	KindRunc:  {PinnedPods: true, DirectExec: true, DirectStart: true, ExecHome: "/", Checkpoint: true, SystemdProperties: true},
 	KindCrun:  {PinnedPods: true, DirectExec: true, LogFilePrefix: "file:", RefusesHybridCgroups: true},
 	KindRunsc: {Sandboxed: true, HostNetworkArgs: []string{"--network=host"}},
 	KindOCI:   {},

@@ -16,8 +16,9 @@ type containerRecord struct {
 	SandboxID string `json:"sandboxID"`
 	Name      string `json:"name"`
 	Config    []byte `json:"config"` // ContainerConfig, protobuf
-	// ImageName is the image as requested, ImageRef its digest reference
-	// (or ID), ImageID the config digest.
+	// ImageName is the image's name as status reports it (container_image.go:
+	// records of earlier versions may hold the image ID the kubelet gave),
+	// ImageRef its digest reference (or ID), ImageID the config digest.
 	ImageName  string  `json:"imageName"`
 	ImageRef   string  `json:"imageRef"`
 	ImageID    string  `json:"imageID"`

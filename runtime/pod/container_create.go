@@ -32,6 +32,20 @@ func (m *Manager) CreateContainer(ctx context.Context, podID string, cfg *runtim
 	if sbRec.State != stateReady {
 		return "", errdefs.FailedPrecondition("pod sandbox %s is not ready", sbRec.ID)
 	}
+	// A checkpoint as the image: the checkpointed container's config,
+	// restored at start (container_restore.go).
+	cfg, restore, err := m.restoreConfig(sb, cfg)
+	if err != nil {
+		return "", err
+	}
+	defer restore.done()
+	return m.createContainer(ctx, sb, cfg, restore)
+}
+
+// createContainer creates cfg in the pod sb; with restore, the container
+// is restored from that checkpoint at start (RestorePod comes here too).
+func (m *Manager) createContainer(ctx context.Context, sb *sandbox, cfg *runtimeapi.ContainerConfig, restore *restoreSource) (_ string, err error) {
+	sbRec := sb.snapshot()
 	md := cfg.GetMetadata()
 	if md.GetName() == "" {
 		return "", errdefs.InvalidArgument("container metadata.name is required")
@@ -72,12 +86,9 @@ func (m *Manager) CreateContainer(ctx context.Context, podID string, cfg *runtim
 	if err != nil {
 		return "", err
 	}
-	imageRef := img.ID
-	if len(img.RepoDigests) > 0 {
-		imageRef = img.RepoDigests[0]
-	}
+	statusName, imageRef := imageNames(cfg.GetImage(), img)
 	c := &container{
-		rec: containerRecord{ID: id, SandboxID: sbRec.ID, Name: name, Config: rawCfg, ImageName: imageName,
+		rec: containerRecord{ID: id, SandboxID: sbRec.ID, Name: name, Config: rawCfg, ImageName: statusName,
 			ImageRef: imageRef, ImageID: img.ID, State: stateCreating, CreatedAt: nowNano()},
 		cfg:    cfg,
 		exited: make(chan struct{}),
@@ -95,6 +106,9 @@ func (m *Manager) CreateContainer(ctx context.Context, podID string, cfg *runtim
 	bundle, rw := m.ctrBundle(id), filepath.Join(m.ctrRootDir(), id)
 	rootfs := filepath.Join(bundle, "rootfs")
 	u.add(func() { _ = m.removeDir(bundle); _ = m.removeDir(rw) })
+	if err := restore.unpack(ctx, sb, cfg, rw, lowers); err != nil {
+		return "", err
+	}
 	im := m.idmapFor(sb)
 	if err := m.mountRootfs(lowers, rw, rootfs, im); err != nil {
 		return "", err
@@ -104,7 +118,7 @@ func (m *Manager) CreateContainer(ctx context.Context, podID string, cfg *runtim
 		return "", err
 	}
 	u.add(releaseVolumes)
-	in := spec.Container{ID: id, Config: cfg, Image: imgCfg, ImageName: imageName, Rootfs: rootfs, ImageVolumes: volumes}
+	in := spec.Container{ID: id, Config: cfg, Image: imgCfg, ImageName: imageAnnotation(cfg.GetImage(), statusName), Rootfs: rootfs, ImageVolumes: volumes}
 	if ns := cfg.GetLinux().GetSecurityContext().GetNamespaceOptions(); ns.GetPid() == runtimeapi.NamespaceMode_TARGET {
 		target, err := m.getContainer(ns.GetTargetId())
 		if err != nil {
@@ -127,6 +141,12 @@ func (m *Manager) CreateContainer(ctx context.Context, podID string, cfg *runtim
 	if err := m.injectCDI(s, cfg); err != nil {
 		return "", err
 	}
+	// NRI plugins adjust the spec last, as in containerd.
+	unblock, err := m.nriCreateContainer(ctx, sb, c, s, &u)
+	defer unblock()
+	if err != nil {
+		return "", err
+	}
 	if err := writeSpec(bundle, s); err != nil {
 		return "", err
 	}
@@ -144,9 +164,13 @@ func (m *Manager) CreateContainer(ctx context.Context, podID string, cfg *runtim
 	}
 	st, err := client.Create(ctx, &shimv1.CreateRequest{
 		Id: id, Bundle: bundle, LogPath: logPath, Terminal: cfg.GetTty(), Stdin: cfg.GetStdin(), StdinOnce: cfg.GetStdinOnce(),
-		MemoryCgroup: spec.MemoryCgroupDir(m.host, s.Linux.CgroupsPath),
+		MemoryCgroup: spec.MemoryCgroupDir(m.host, s.Linux.CgroupsPath), Restore: restore.shimOptions(rw),
 	})
 	if err != nil {
+		return "", err
+	}
+	if err := m.syncScope(ctx, sb, id); err != nil {
+		_, _ = client.Delete(context.WithoutCancel(ctx), &shimv1.DeleteRequest{Id: id, Force: true})
 		return "", err
 	}
 
@@ -172,6 +196,7 @@ func (m *Manager) CreateContainer(ctx context.Context, podID string, cfg *runtim
 	m.mu.Lock()
 	m.containers[id] = c
 	m.mu.Unlock()
+	m.nriContainerCreated(ctx, sb, c, s)
 	m.emit(runtimeapi.ContainerEventType_CONTAINER_CREATED_EVENT, id, sbRec.ID)
 	logctx.From(ctx, m.log).Info("container created", "id", id, "name", name, "pod", sbRec.ID, "image", imageName)
 	return id, nil

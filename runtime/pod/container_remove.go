@@ -16,6 +16,8 @@ import (
 // RemoveContainer removes a container, stopping it first; a missing one
 // is not an error.
 func (m *Manager) RemoveContainer(ctx context.Context, id string) error {
+	unblock := m.nri.BlockSync()
+	defer unblock()
 	c, err := m.getContainer(id)
 	if errdefs.IsNotFound(err) {
 		return nil
@@ -35,6 +37,8 @@ func (m *Manager) removeContainer(ctx context.Context, c *container) error {
 	if err := m.stopContainer(ctx, c, 0); err != nil {
 		return err
 	}
+	// Described while its spec is still there.
+	nriRemoved := m.nriRemoval(c)
 	rec := c.snapshot()
 	if sb, err := m.getSandbox(rec.SandboxID); err == nil {
 		if client, err := sb.client(); err == nil {
@@ -66,6 +70,7 @@ func (m *Manager) removeContainer(ctx context.Context, c *container) error {
 	m.releaseName(rec.Name, rec.ID)
 	m.forgetStats(rec.ID)
 	c.markExited()
+	nriRemoved(ctx)
 	m.emit(runtimeapi.ContainerEventType_CONTAINER_DELETED_EVENT, rec.ID, rec.SandboxID)
 	logctx.From(ctx, m.log).Info("container removed", "id", rec.ID)
 	return nil

@@ -9,6 +9,8 @@ import (
 
 	"google.golang.org/protobuf/proto"
 	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
+
+	"github.com/berthrt/berth/runtime/spec"
 )
 
 func criContainerState(s string) runtimeapi.ContainerState {
@@ -29,6 +31,7 @@ func (m *Manager) ContainerStatus(ctx context.Context, id string, verbose bool) 
 	if err != nil {
 		return nil, nil, err
 	}
+	imageSpec, imageRef, imageID := m.statusImage(c)
 	rec := c.snapshot()
 	st := &runtimeapi.ContainerStatus{
 		Id:          rec.ID,
@@ -38,9 +41,9 @@ func (m *Manager) ContainerStatus(ctx context.Context, id string, verbose bool) 
 		StartedAt:   rec.StartedAt,
 		FinishedAt:  rec.FinishedAt,
 		ExitCode:    rec.ExitCode,
-		Image:       &runtimeapi.ImageSpec{Image: rec.ImageName, Annotations: c.cfg.GetImage().GetAnnotations()},
-		ImageRef:    rec.ImageRef,
-		ImageId:     rec.ImageID,
+		Image:       imageSpec,
+		ImageRef:    imageRef,
+		ImageId:     imageID,
 		Reason:      rec.Reason,
 		Message:     rec.Message,
 		Labels:      c.cfg.GetLabels(),
@@ -48,7 +51,7 @@ func (m *Manager) ContainerStatus(ctx context.Context, id string, verbose bool) 
 		Mounts:      statusMounts(c.cfg.GetMounts(), rec.VolumeRefs),
 		LogPath:     rec.LogPath,
 		User:        &runtimeapi.ContainerUser{Linux: &runtimeapi.LinuxContainerUser{Uid: rec.UID, Gid: rec.GID, SupplementalGroups: rec.Groups}},
-		StopSignal:  c.cfg.GetStopSignal(),
+		StopSignal:  effectiveStopSignal(rec.StopSignal, c.cfg.GetStopSignal()),
 	}
 	if len(rec.Resources) > 0 {
 		r := &runtimeapi.LinuxContainerResources{}
@@ -110,11 +113,26 @@ func (m *Manager) ListContainers(ctx context.Context, f *runtimeapi.ContainerFil
 		if !matchLabels(c.cfg.GetLabels(), f.GetLabelSelector()) {
 			continue
 		}
+		imageSpec, imageRef, imageID := m.statusImage(c)
 		out = append(out, &runtimeapi.Container{
 			Id: rec.ID, PodSandboxId: rec.SandboxID, Metadata: c.cfg.GetMetadata(),
-			Image: &runtimeapi.ImageSpec{Image: rec.ImageName}, ImageRef: rec.ImageRef, ImageId: rec.ImageID,
+			Image: imageSpec, ImageRef: imageRef, ImageId: imageID,
 			State: state, CreatedAt: rec.CreatedAt, Labels: c.cfg.GetLabels(), Annotations: c.cfg.GetAnnotations(),
 		})
 	}
 	return out
+}
+
+// effectiveStopSignal is the signal StopContainer sends, as the CRI names
+// it: the one recorded at create (the request's, else the image's
+// STOPSIGNAL, else SIGTERM); a record without one falls back to the
+// request's, then SIGTERM, as containerd reports.
+func effectiveStopSignal(recorded int, requested runtimeapi.Signal) runtimeapi.Signal {
+	if s, ok := spec.CRISignal(recorded); ok {
+		return s
+	}
+	if requested != runtimeapi.Signal_SIGNAL_RUNTIME_DEFAULT {
+		return requested
+	}
+	return runtimeapi.Signal_SIGNAL_SIGTERM
 }

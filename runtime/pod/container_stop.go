@@ -19,6 +19,8 @@ func (m *Manager) StopContainer(ctx context.Context, id string, timeout int64) e
 	if timeout < 0 {
 		return errdefs.InvalidArgument("timeout must not be negative")
 	}
+	unblock := m.nri.BlockSync()
+	defer unblock()
 	c, err := m.getContainer(id)
 	if errdefs.IsNotFound(err) {
 		return nil // idempotent, as the kubelet expects
@@ -31,7 +33,11 @@ func (m *Manager) StopContainer(ctx context.Context, id string, timeout int64) e
 	if c.isRemoved() {
 		return nil
 	}
-	return m.stopContainer(ctx, c, time.Duration(timeout)*time.Second)
+	if err := m.stopContainer(ctx, c, time.Duration(timeout)*time.Second); err != nil {
+		return err
+	}
+	m.nriStopped(ctx, c)
+	return nil
 }
 
 func (m *Manager) stopContainer(ctx context.Context, c *container, timeout time.Duration) error {
@@ -98,8 +104,20 @@ func (m *Manager) waitExit(ctx context.Context, c *container, client shimv1.Shim
 func (m *Manager) recordExit(c *container, st *shimv1.ContainerState) {
 	c.mu.Lock()
 	if c.rec.State == stateExited {
+		// A start that failed because the init had died already: the
+		// init's exit (a kill's 137, say) is the truth, not the 128 the
+		// failed start recorded first.
+		update := c.rec.Reason == "StartError" && st.FinishedAt != 0 && c.rec.ExitCode != st.ExitCode
+		if update {
+			c.rec.ExitCode, c.rec.FinishedAt = st.ExitCode, st.FinishedAt
+		}
 		c.mu.Unlock()
 		c.markExited()
+		if update {
+			if err := m.saveContainer(c); err != nil {
+				m.log.Error("record container exit", "id", c.rec.ID, "err", err)
+			}
+		}
 		return
 	}
 	c.rec.State = stateExited
@@ -128,6 +146,7 @@ func (m *Manager) recordExit(c *container, st *shimv1.ContainerState) {
 	if err := m.saveContainer(c); err != nil {
 		m.log.Error("record container exit", "id", c.rec.ID, "err", err)
 	}
+	m.nriExited(c)
 	m.emit(runtimeapi.ContainerEventType_CONTAINER_STOPPED_EVENT, c.rec.ID, c.rec.SandboxID)
 	m.log.Info("container exited", "id", st.Id, "code", st.ExitCode, "oom", st.OomKilled)
 }

@@ -15,6 +15,7 @@ import (
 	"github.com/berthrt/berth/runtime/oci"
 	"github.com/berthrt/berth/runtime/pinns"
 	"github.com/berthrt/berth/runtime/shim"
+	"github.com/berthrt/berth/runtime/systemd"
 )
 
 // What the manager drives outside its own process, each behind a small
@@ -67,9 +68,19 @@ type namespaces interface {
 	RemoveNetNS(path string) error
 }
 
-// cgroupRemover removes the cgroup berth made for a pod.
-type cgroupRemover interface {
+// podCgroups sizes and removes the cgroup berth made for a pod
+// (cgroups.Reader).
+type podCgroups interface {
+	Size(dir string, res *specs.LinuxResources) error
 	Remove(dir string) error
+}
+
+// podSlices stops the slices berth named for pods, and tells systemd the
+// limits of containers' scopes, with the systemd cgroup driver
+// (*systemd.Manager).
+type podSlices interface {
+	StopSlice(ctx context.Context, name string) error
+	SyncScope(ctx context.Context, scope, dir string) error
 }
 
 // cdiInjector injects the CDI devices containers request (*cdi.Registry).
@@ -83,8 +94,10 @@ type deps struct {
 	shims    shimLauncher
 	mounts   mounter
 	ns       namespaces
-	cgroups  cgroupRemover
+	cgroups  podCgroups
+	slices   podSlices
 	cdi      cdiInjector
+	nri      NRI
 }
 
 type realShims struct{}
@@ -185,8 +198,17 @@ func (d deps) withDefaults(opts Options, cg cgroups.Reader) deps {
 	if d.cgroups == nil {
 		d.cgroups = cg
 	}
+	if d.slices == nil {
+		d.slices = &systemd.Manager{}
+	}
 	if d.cdi == nil {
 		d.cdi = cdi.New(opts.Config.CDI, opts.Log.With("component", "cdi"))
+	}
+	if d.nri == nil {
+		d.nri = opts.NRI
+	}
+	if d.nri == nil {
+		d.nri = noNRI{}
 	}
 	return d
 }

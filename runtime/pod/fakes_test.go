@@ -158,6 +158,8 @@ type shimState struct {
 	// deaf containers ignore SIGKILL too (a stuck process).
 	deaf  map[string]bool
 	calls []string
+	// updates are the Update requests, in order.
+	updates []*shimv1.UpdateRequest
 	// conns are every connection's done channel.
 	conns []*fakeShim
 }
@@ -366,7 +368,21 @@ func (s *fakeShim) Attach(ctx context.Context, r *shimv1.AttachRequest) (*shimv1
 }
 
 func (s *fakeShim) Update(ctx context.Context, r *shimv1.UpdateRequest) (*shimv1.Empty, error) {
-	return &shimv1.Empty{}, s.record("Update")
+	if err := s.record("Update"); err != nil {
+		return nil, err
+	}
+	s.mu.Lock()
+	s.updates = append(s.updates, r)
+	s.mu.Unlock()
+	return &shimv1.Empty{}, nil
+}
+
+func (s *fakeShim) Checkpoint(ctx context.Context, r *shimv1.CheckpointRequest) (*shimv1.Empty, error) {
+	return &shimv1.Empty{}, s.record("Checkpoint")
+}
+
+func (s *fakeShim) CheckpointPod(ctx context.Context, r *shimv1.CheckpointPodRequest) (*shimv1.Empty, error) {
+	return &shimv1.Empty{}, s.record("CheckpointPod")
 }
 
 func (s *fakeShim) ReopenLog(ctx context.Context, r *shimv1.IDRequest) (*shimv1.Empty, error) {
@@ -539,6 +555,21 @@ type fakeCgroups struct {
 	failures
 	mu      sync.Mutex
 	removed []string
+	// sized is every Size, by directory, in order.
+	sized map[string][]*specs.LinuxResources
+}
+
+func (f *fakeCgroups) Size(dir string, res *specs.LinuxResources) error {
+	if err := f.err("Size"); err != nil {
+		return err
+	}
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.sized == nil {
+		f.sized = map[string][]*specs.LinuxResources{}
+	}
+	f.sized[dir] = append(f.sized[dir], res)
+	return nil
 }
 
 func (f *fakeCgroups) Remove(dir string) error {

@@ -57,6 +57,8 @@ type Options struct {
 	// LSM is what the node's AppArmor and SELinux let berth apply (none
 	// when zero, as in unit tests).
 	LSM spec.LSM
+	// NRI relays events to NRI plugins; nil when NRI is off.
+	NRI NRI
 }
 
 // Manager owns every pod and container.
@@ -68,8 +70,10 @@ type Manager struct {
 	shims    shimLauncher
 	mounts   mounter
 	ns       namespaces
-	cgroups  cgroupRemover
+	cgroups  podCgroups
+	slices   podSlices
 	cdi      cdiInjector
+	nri      NRI
 	cni      Network
 	log      *slog.Logger
 	shimBin  string
@@ -110,10 +114,13 @@ func newManager(ctx context.Context, opts Options, d deps) (*Manager, error) {
 	if m.logLevel == "" {
 		m.logLevel = "info"
 	}
-	m.host = spec.Host{CgroupDriver: m.cfg.CgroupDriver, CgroupMode: host.Cgroups(), OOMFloor: m.oomFloor, Bounding: host.BoundingSet(), LSM: opts.LSM}
+	m.host = spec.Host{CgroupDriver: m.cfg.CgroupDriver, CgroupMode: host.Cgroups(), OOMFloor: m.oomFloor, Bounding: host.BoundingSet(), LSM: opts.LSM,
+		DeviceOwnershipFromSecurityContext: m.cfg.Security.DeviceOwnershipFromSecurityContext}
 	d = d.withDefaults(opts, m.cgroupReader())
 	m.handlers, m.shims, m.mounts, m.ns, m.cgroups = d.handlers, d.shims, d.mounts, d.ns, d.cgroups
 	m.cdi = d.cdi
+	m.slices = d.slices
+	m.nri = d.nri
 	// Runtimes' own state (their --root) is under state/runtime: nothing
 	// a pod's root passes through (see SearchableDir).
 	for _, d := range []string{m.ctrRootDir(), m.netnsDir(), m.shimSockDir(), filepath.Join(m.cfg.State, "runtime")} {

@@ -122,6 +122,7 @@ func (m *Manager) rollbackSandbox(ctx context.Context, sb *sandbox) {
 	if pod := (&spec.Pod{ID: rec.ID, Config: sb.cfg}); pod.OwnCgroup(m.host.CgroupDriver) {
 		_ = m.cgroups.Remove(pod.CgroupParent(m.host.CgroupDriver))
 	}
+	_ = m.removePodSlice(ctx, sb)
 	_ = m.removeDir(m.podDir(rec.ID))
 	_ = os.Remove(m.shimSocket(rec.ID))
 	m.deleteRecord(bucketSandboxes, rec.ID)

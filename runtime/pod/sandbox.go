@@ -36,6 +36,10 @@ type sandboxRecord struct {
 	// Pinned: the pod has no sandbox container; its IPC and UTS
 	// namespaces are pinned in its directory (see needsSandboxContainer).
 	Pinned bool `json:"pinned,omitempty"`
+	// Resized: the pod-level resources of the last
+	// UpdatePodSandboxResources; nil before one (and in older records),
+	// when they are the config's (sandbox_update.go).
+	Resized *podResources `json:"resized,omitempty"`
 }
 
 // sandbox is a pod in memory.
@@ -170,11 +174,17 @@ func podSysctls(cfg *runtimeapi.PodSandboxConfig) (map[pinns.Kind]map[string]str
 }
 
 // podRuntime is the handler's runtime as this pod's shim runs it: gVisor
-// serves a host-network pod from the host's network stack.
-func podRuntime(h *oci.Handler, cfg *runtimeapi.PodSandboxConfig) *oci.Runtime {
+// serves a host-network pod from the host's network stack; with the
+// systemd cgroup driver the runtime makes each container's cgroup as a
+// scope through systemd (runc, crun and runsc share the flag, and read
+// cgroupsPath as slice:prefix:name then).
+func podRuntime(h *oci.Handler, cfg *runtimeapi.PodSandboxConfig, cgroupDriver string) *oci.Runtime {
 	rt := *h.Runtime
 	if args := rt.Traits().HostNetworkArgs; len(args) > 0 && hostNetwork(cfg) {
 		rt.Args = append(slices.Clone(rt.Args), args...)
+	}
+	if cgroupDriver == "systemd" {
+		rt.Args = append(slices.Clone(rt.Args), "--systemd-cgroup")
 	}
 	return &rt
 }
@@ -183,7 +193,8 @@ func (m *Manager) networkPod(sb *sandbox) network.Pod {
 	sb.mu.Lock()
 	defer sb.mu.Unlock()
 	md := sb.cfg.GetMetadata()
-	p := network.Pod{ID: sb.rec.ID, Name: md.GetName(), Namespace: md.GetNamespace(), UID: md.GetUid(), NetNS: sb.rec.NetNS, Network: sb.rec.Network}
+	p := network.Pod{ID: sb.rec.ID, Name: md.GetName(), Namespace: md.GetNamespace(), UID: md.GetUid(), NetNS: sb.rec.NetNS, Network: sb.rec.Network,
+		Annotations: sb.cfg.GetAnnotations()}
 	for _, pm := range sb.cfg.GetPortMappings() {
 		if pm.HostPort <= 0 {
 			continue

@@ -19,6 +19,8 @@ import (
 // RemovePodSandbox stops the pod if needed and frees all it holds. A
 // missing pod is not an error.
 func (m *Manager) RemovePodSandbox(ctx context.Context, id string) error {
+	unblock := m.nri.BlockSync()
+	defer unblock()
 	sb, err := m.lockedSandbox(id)
 	if err != nil || sb == nil {
 		return err
@@ -55,6 +57,9 @@ func (m *Manager) RemovePodSandbox(ctx context.Context, id string) error {
 			return fmt.Errorf("remove pod cgroup: %w", err)
 		}
 	}
+	if err := m.removePodSlice(ctx, sb); err != nil {
+		return fmt.Errorf("remove pod slice: %w", err)
+	}
 	if err := m.removeDir(m.podDir(rec.ID)); err != nil {
 		return err
 	}
@@ -74,6 +79,7 @@ func (m *Manager) RemovePodSandbox(ctx context.Context, id string) error {
 	sb.mu.Unlock()
 	m.releaseName(rec.Name, rec.ID)
 	m.forgetStats(rec.ID)
+	m.nriRemovePod(ctx, sb)
 	m.emit(runtimeapi.ContainerEventType_CONTAINER_DELETED_EVENT, rec.ID, rec.ID)
 	logctx.From(ctx, m.log).Info("pod sandbox removed", "id", rec.ID)
 	return nil

@@ -39,12 +39,19 @@ func (m *Manager) RunPodSandbox(ctx context.Context, cfg *runtimeapi.PodSandboxC
 	if err := spec.CheckSandboxSecurity(m.host, cfg); err != nil {
 		return "", err
 	}
+	if err := spec.CheckCgroupParent(m.host, cfg); err != nil {
+		return "", err
+	}
 	log := logctx.From(ctx, m.log)
 	md := cfg.GetMetadata()
 	if md.GetName() == "" {
 		return "", errdefs.InvalidArgument("sandbox metadata.name is required")
 	}
 	h, err := m.handlers.Get(handlerName)
+	if err != nil {
+		return "", err
+	}
+	sizing, err := m.planPodSizing(h, cfg, cfg.GetLinux().GetOverhead(), cfg.GetLinux().GetResources())
 	if err != nil {
 		return "", err
 	}
@@ -176,8 +183,15 @@ func (m *Manager) RunPodSandbox(ctx context.Context, cfg *runtimeapi.PodSandboxC
 		}
 	}
 
+	// Sized before anything runs in it (sandbox_resources.go).
+	if err := m.sizeNewPod(sb, sizing, &u); err != nil {
+		return "", err
+	}
+	// After the sandbox container's delete (undone first): its scope made
+	// the pod's slice.
+	u.add(func() { _ = m.removePodSlice(ctx, sb) })
 	client, err := m.shims.Spawn(ctx, shim.SpawnOptions{
-		Binary: m.shimBin, PodID: id, StateDir: dir, Socket: m.shimSocket(id), Runtime: podRuntime(h, cfg), LogLevel: m.logLevel,
+		Binary: m.shimBin, PodID: id, StateDir: dir, Socket: m.shimSocket(id), Runtime: podRuntime(h, cfg, m.host.CgroupDriver), LogLevel: m.logLevel,
 	})
 	if err != nil {
 		return "", err
@@ -196,6 +210,12 @@ func (m *Manager) RunPodSandbox(ctx context.Context, cfg *runtimeapi.PodSandboxC
 	}
 	if <-netDone; netErr != nil {
 		return "", fmt.Errorf("pod network: %w", netErr)
+	}
+	// NRI plugins see the pod set up, before anyone can list it.
+	unblock, err := m.nriRunPod(ctx, sb, &u)
+	defer unblock()
+	if err != nil {
+		return "", err
 	}
 
 	sb.mu.Lock()
@@ -232,6 +252,9 @@ func (m *Manager) startSandboxContainer(ctx context.Context, sb *sandbox, u *und
 	}
 	s, err := spec.Sandbox(specTarget(h), m.host, m.specPod(sb, dir), pauseCfg, filepath.Join(bundle, "rootfs"))
 	if err != nil {
+		return 0, err
+	}
+	if err := m.sizeSandboxSpec(sb, s); err != nil {
 		return 0, err
 	}
 	if err := writeSpec(bundle, s); err != nil {

@@ -39,9 +39,15 @@ func (m *Manager) PodSandboxStatus(ctx context.Context, id string, verbose bool)
 	if !verbose {
 		return st, nil, nil
 	}
+	overhead, resources, err := sb.podResources()
+	if err != nil {
+		return nil, nil, err
+	}
 	info, err := json.Marshal(map[string]any{
 		"pid": rec.PausePid, "netns": rec.NetNS, "network": rec.Network, "handler": rec.Handler,
 		"runtime": sb.handler.Path, "image": rec.ImageID, "shimSocket": m.shimSocket(rec.ID),
+		// The pod-level resources as last set, in containerd's shape.
+		"overhead": &runtimeapi.ContainerResources{Linux: overhead}, "resources": &runtimeapi.ContainerResources{Linux: resources},
 	})
 	if err != nil {
 		return nil, nil, err

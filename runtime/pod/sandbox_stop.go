@@ -16,6 +16,8 @@ import (
 // StopPodSandbox stops every container of the pod and the sandbox, and
 // tears the network down once. Stopping a stopped pod does nothing.
 func (m *Manager) StopPodSandbox(ctx context.Context, id string) error {
+	unblock := m.nri.BlockSync()
+	defer unblock()
 	sb, err := m.lockedSandbox(id)
 	if err != nil || sb == nil {
 		return err
@@ -32,6 +34,7 @@ func (m *Manager) stopSandbox(ctx context.Context, sb *sandbox) error {
 		if err != nil {
 			return err
 		}
+		m.nriStopped(ctx, c)
 	}
 	sb.mu.Lock()
 	sb.stopping = true
@@ -53,6 +56,8 @@ func (m *Manager) stopSandbox(ctx context.Context, sb *sandbox) error {
 			}
 		}
 	}
+	// Its containers stopped, its network still up.
+	m.nriStopPod(ctx, sb)
 	if rec.NetNS != "" && !rec.NetworkDown {
 		if err := m.cni.Teardown(ctx, m.networkPod(sb)); err != nil {
 			return err

@@ -25,6 +25,9 @@ type statsCache struct {
 	mu     sync.Mutex
 	cpu    map[string]cgroups.Sample
 	layers map[string]layerUsage
+	// cgroupRoot, set by tests, is where cgroups are read ("" is the
+	// node's /sys/fs/cgroup).
+	cgroupRoot string
 }
 
 type layerUsage struct {
@@ -37,7 +40,7 @@ const layerUsageTTL = 10 * time.Second
 func u64(v uint64) *runtimeapi.UInt64Value { return &runtimeapi.UInt64Value{Value: v} }
 
 func (m *Manager) cgroupReader() cgroups.Reader {
-	return cgroups.Reader{Mode: m.host.CgroupMode, Driver: m.host.CgroupDriver}
+	return cgroups.Reader{Mode: m.host.CgroupMode, Driver: m.host.CgroupDriver, Root: m.stats.cgroupRoot}
 }
 
 // sample reads a cgroup and returns it with the CPU rate since the last
@@ -108,7 +111,9 @@ func cpuMemory(s cgroups.Sample, rate *runtimeapi.UInt64Value) (*runtimeapi.CpuU
 	if s.MemLimit > 0 && s.MemLimit >= s.WorkingSet {
 		mem.AvailableBytes = u64(s.MemLimit - s.WorkingSet)
 	}
-	return &runtimeapi.CpuUsage{Timestamp: ts, UsageCoreNanoSeconds: u64(s.CPUNanos), UsageNanoCores: rate}, mem
+	mem.Psi = criPSI(s.Pressure.Memory)
+	cpu := &runtimeapi.CpuUsage{Timestamp: ts, UsageCoreNanoSeconds: u64(s.CPUNanos), UsageNanoCores: rate, Psi: criPSI(s.Pressure.CPU)}
+	return cpu, mem
 }
 
 func (m *Manager) containerCgroupsPath(sb *sandbox, id string) string {
@@ -135,6 +140,7 @@ func (m *Manager) containerStats(c *container) (*runtimeapi.ContainerStats, bool
 		return st, false
 	}
 	st.Cpu, st.Memory = cpuMemory(s, rate)
+	st.Swap, st.Io = swapUsage(s), ioUsage(s)
 	return st, true
 }
 
@@ -313,6 +319,7 @@ func (m *Manager) podStats(ctx context.Context, sb *sandbox) *runtimeapi.PodSand
 	pod := &spec.Pod{ID: rec.ID, Config: sb.cfg}
 	if s, rate, err := m.sample(pod.CgroupParent(m.host.CgroupDriver)); err == nil {
 		st.Linux.Cpu, st.Linux.Memory = cpuMemory(s, rate)
+		st.Linux.Io = ioUsage(s)
 		st.Linux.Process = &runtimeapi.ProcessUsage{Timestamp: s.At.UnixNano(), ProcessCount: u64(s.Processes)}
 	}
 	if rec.State == stateReady && rec.NetNS != "" {

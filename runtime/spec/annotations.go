@@ -22,13 +22,23 @@ const (
 	ContainerTypeApp     = "container"
 )
 
+// crunSystemdSubgroup is where crun, with the systemd cgroup driver on
+// cgroup v2, puts a container's processes: a "container" cgroup below the
+// scope, unless this is set. berth sets it empty, so that the container's
+// cgroup is the scope that cgroupsPath names, as runc makes it: where
+// berth reads its stats and limits, watches OOM kills and joins execs.
+const crunSystemdSubgroup = "run.oci.systemd.subgroup"
+
 // annotations are a spec's: the pod's and the container's (ctr) CRI
 // annotations that the handler lets through, then the handler's own, then
 // berth's, which nothing overrides.
-func annotations(rt Target, p *Pod, typ string, ctr map[string]string) map[string]string {
+func annotations(rt Target, h Host, p *Pod, typ string, ctr map[string]string) map[string]string {
 	a := passThrough(p.Config.GetAnnotations(), rt.PodAnnotations)
 	maps.Copy(a, passThrough(ctr, rt.ContainerAnnotations))
 	maps.Copy(a, rt.Annotations)
+	if rt.Kind == "crun" && h.CgroupDriver == "systemd" {
+		a[crunSystemdSubgroup] = ""
+	}
 	md := p.Config.GetMetadata()
 	a[AnnContainerType] = typ
 	a[AnnSandboxID] = p.ID

@@ -14,8 +14,15 @@ import (
 
 // deviceAt describes the host device at hostPath for containerPath.
 func deviceAt(hostPath, containerPath string) (specs.LinuxDevice, error) {
+	return nodeAt(hostPath, containerPath, unix.Stat)
+}
+
+// nodeAt describes the device node at hostPath, as stat (Stat or Lstat)
+// sees it, for containerPath; it is owned as on the host, as containerd
+// and the OCI runtimes' own device lists have it.
+func nodeAt(hostPath, containerPath string, stat func(string, *unix.Stat_t) error) (specs.LinuxDevice, error) {
 	var st unix.Stat_t
-	if err := unix.Stat(hostPath, &st); err != nil {
+	if err := stat(hostPath, &st); err != nil {
 		return specs.LinuxDevice{}, err
 	}
 	var typ string
@@ -34,8 +41,8 @@ func deviceAt(hostPath, containerPath string) (specs.LinuxDevice, error) {
 		Major:    int64(unix.Major(st.Rdev)),
 		Minor:    int64(unix.Minor(st.Rdev)),
 		FileMode: &mode,
-		UID:      ptr(uint32(0)),
-		GID:      ptr(uint32(0)),
+		UID:      ptr(st.Uid),
+		GID:      ptr(st.Gid),
 	}, nil
 }
 
@@ -64,52 +71,128 @@ func defaultDeviceRules() []specs.LinuxDeviceCgroup {
 	}
 }
 
-func addDevices(s *specs.Spec, devices []*runtimeapi.Device, privileged bool) error {
+// addDevices adds the host's devices to a privileged container and the
+// devices cfg asks for: a device node, or a directory of them.
+func addDevices(h Host, s *specs.Spec, cfg *runtimeapi.ContainerConfig, privileged bool) error {
 	if privileged {
 		s.Linux.Resources.Devices = []specs.LinuxDeviceCgroup{{Allow: true, Access: "rwm"}}
-		hostDevs, err := hostDevices("/dev")
+		hostDevs, err := devicesIn("/dev", "/dev")
 		if err != nil {
 			return err
 		}
 		s.Linux.Devices = append(s.Linux.Devices, hostDevs...)
 	}
-	for _, d := range devices {
+	owner := deviceOwner(h, cfg.GetLinux().GetSecurityContext())
+	for _, d := range cfg.GetDevices() {
 		perms := d.Permissions
 		if perms == "" {
 			perms = "rwm"
 		}
-		dev, err := deviceAt(d.HostPath, d.ContainerPath)
+		devs, err := requestedDevices(d.HostPath, d.ContainerPath)
 		if err != nil {
-			return errdefs.InvalidArgument("device %s: %v", d.HostPath, err)
+			return err
 		}
-		s.Linux.Devices = append(s.Linux.Devices, dev)
-		s.Linux.Resources.Devices = append(s.Linux.Resources.Devices, specs.LinuxDeviceCgroup{
-			Allow: true, Type: dev.Type, Major: ptr(dev.Major), Minor: ptr(dev.Minor), Access: perms,
-		})
+		for _, dev := range devs {
+			owner(&dev)
+			s.Linux.Devices = append(s.Linux.Devices, dev)
+			s.Linux.Resources.Devices = append(s.Linux.Resources.Devices, specs.LinuxDeviceCgroup{
+				Allow: true, Type: dev.Type, Major: ptr(dev.Major), Minor: ptr(dev.Minor), Access: perms,
+			})
+		}
 	}
 	return nil
 }
 
-func hostDevices(dir string) ([]specs.LinuxDevice, error) {
+// requestedDevices are the nodes a CRI device names: the node at hostPath
+// (a symlink to one, as device plugins give /dev/disk/by-id/..., is
+// followed), or every node below it when it is a directory (as containerd
+// does: /dev/dri, /dev/snd), each at the same place under containerPath.
+func requestedDevices(hostPath, containerPath string) ([]specs.LinuxDevice, error) {
+	if !filepath.IsAbs(hostPath) {
+		return nil, errdefs.InvalidArgument("device %q: the host path must be absolute", hostPath)
+	}
+	if containerPath == "" {
+		containerPath = hostPath
+	}
+	resolved, err := filepath.EvalSymlinks(hostPath)
+	if err != nil {
+		return nil, errdefs.InvalidArgument("device %s: %v", hostPath, err)
+	}
+	fi, err := os.Stat(resolved)
+	if err != nil {
+		return nil, errdefs.InvalidArgument("device %s: %v", hostPath, err)
+	}
+	if fi.IsDir() {
+		return devicesIn(resolved, containerPath)
+	}
+	dev, err := deviceAt(resolved, containerPath)
+	if err != nil {
+		return nil, errdefs.InvalidArgument("device %s: %v", hostPath, err)
+	}
+	return []specs.LinuxDevice{dev}, nil
+}
+
+// deviceOwner returns what sets a requested device's owner in the
+// container: with device_ownership_from_security_context, a non-zero
+// run_as_user / run_as_group (as containerd: a username, the image's user
+// or a zero id leave the host node's owner); without it, nothing.
+func deviceOwner(h Host, sc *runtimeapi.LinuxContainerSecurityContext) func(*specs.LinuxDevice) {
+	if !h.DeviceOwnershipFromSecurityContext {
+		return func(*specs.LinuxDevice) {}
+	}
+	uid, gid := uint32(sc.GetRunAsUser().GetValue()), uint32(sc.GetRunAsGroup().GetValue()) //nolint:gosec // ids the kubelet validated
+	return func(d *specs.LinuxDevice) {
+		if uid != 0 {
+			d.UID = ptr(uid)
+		}
+		if gid != 0 {
+			d.GID = ptr(gid)
+		}
+	}
+}
+
+// skippedDeviceDirs are not device directories of their own (mounts
+// every container gets, or container managers' state), as containerd
+// skips them.
+var skippedDeviceDirs = map[string]bool{
+	"pts": true, "shm": true, "fd": true, "mqueue": true, ".lxc": true, ".lxd-mounts": true, ".udev": true,
+}
+
+// devicesIn lists the character and block devices below dir, each at its
+// relative place under containerDir. No symlink is followed, to a node or
+// to a directory, so nothing outside dir is reached. Entries that vanish
+// or cannot be read while walking are skipped; only an unreadable dir
+// itself fails.
+func devicesIn(dir, containerDir string) ([]specs.LinuxDevice, error) {
 	var out []specs.LinuxDevice
 	err := filepath.WalkDir(dir, func(p string, d os.DirEntry, err error) error {
 		if err != nil {
+			if p == dir {
+				return err
+			}
 			return nil
 		}
 		if d.IsDir() {
-			switch p {
-			case "/dev/pts", "/dev/mqueue", "/dev/shm":
+			if p != dir && skippedDeviceDirs[d.Name()] {
 				return filepath.SkipDir
 			}
 			return nil
 		}
-		if p == "/dev/console" || d.Type()&os.ModeDevice == 0 {
+		// A console is the container's own (its terminal), never the host's.
+		if d.Type()&os.ModeDevice == 0 || d.Name() == "console" {
 			return nil
 		}
-		if dev, err := deviceAt(p, p); err == nil {
+		rel, err := filepath.Rel(dir, p)
+		if err != nil {
+			return nil
+		}
+		if dev, err := nodeAt(p, filepath.Join(containerDir, rel), unix.Lstat); err == nil {
 			out = append(out, dev)
 		}
 		return nil
 	})
-	return out, err
+	if err != nil {
+		return nil, errdefs.InvalidArgument("device directory %s: %v", dir, err)
+	}
+	return out, nil
 }

@@ -60,13 +60,8 @@ func ParseSignal(s string) (int, bool) {
 		return n, true
 	}
 	name := strings.TrimPrefix(strings.ToUpper(s), "SIG")
-	switch name {
-	// The ends of the real-time range, which x/sys/unix does not name
-	// (the C library keeps 32 and 33 for itself).
-	case "RTMIN":
-		return 34, true
-	case "RTMAX":
-		return 64, true
+	if n, ok := namedSignal(name); ok {
+		return n, true
 	}
 	if n := unix.SignalNum("SIG" + name); n != 0 {
 		return int(n), true

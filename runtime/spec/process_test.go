@@ -23,7 +23,7 @@ func TestParseSignalNames(t *testing.T) {
 			}
 		}
 	}
-	for _, in := range []string{"", "0", "65", "-1", "SIG", "SIGSIGTERM", "IOT", "CLD", "POLL", "RTMIN+1", "SIGRTMAX-1", "UNUSED"} {
+	for _, in := range []string{"", "0", "65", "-1", "SIG", "SIGSIGTERM", "UNUSED"} {
 		if got, ok := ParseSignal(in); ok {
 			t.Errorf("ParseSignal(%q) = %d, want refused", in, got)
 		}

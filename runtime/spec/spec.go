@@ -35,6 +35,9 @@ type Host struct {
 	Bounding uint64
 	// LSM is what AppArmor and SELinux let berth apply (lsm.go).
 	LSM
+	// DeviceOwnershipFromSecurityContext: requested devices are owned by
+	// the container's run_as_user/run_as_group (devices.go).
+	DeviceOwnershipFromSecurityContext bool
 }
 
 // Pod is the sandbox a spec is for.
@@ -86,7 +89,7 @@ func Sandbox(rt Target, h Host, p *Pod, img *v1.ConfigFile, rootfs string) (*spe
 			Capabilities:    &specs.LinuxCapabilities{},
 		},
 		Mounts:      baseMounts(),
-		Annotations: annotations(rt, p, ContainerTypeSandbox, nil),
+		Annotations: annotations(rt, h, p, ContainerTypeSandbox, nil),
 		Linux: &specs.Linux{
 			CgroupsPath:   CgroupsPath(h, p, p.ID),
 			Sysctl:        p.Sysctls,
@@ -202,7 +205,7 @@ func ForContainer(rt Target, h Host, p *Pod, c Container) (*specs.Spec, *User, e
 			User:            specs.User{UID: u.UID, GID: u.GID, AdditionalGids: u.AdditionalGids},
 			NoNewPrivileges: sc.GetNoNewPrivs(),
 		},
-		Annotations: annotations(rt, p, ContainerTypeApp, cfg.GetAnnotations()),
+		Annotations: annotations(rt, h, p, ContainerTypeApp, cfg.GetAnnotations()),
 		Linux: &specs.Linux{
 			CgroupsPath: CgroupsPath(h, p, c.ID),
 			Resources:   &specs.LinuxResources{Devices: defaultDeviceRules()},
@@ -226,7 +229,7 @@ func ForContainer(rt Target, h Host, p *Pod, c Container) (*specs.Spec, *User, e
 
 	s.Linux.Namespaces = containerNamespaces(h, p, c, namespaceOptions(p, sc.GetNamespaceOptions()))
 	setUserNS(s, p)
-	if err := addDevices(s, cfg.GetDevices(), privileged); err != nil {
+	if err := addDevices(h, s, cfg, privileged); err != nil {
 		return nil, nil, err
 	}
 	if err := addMounts(rt, s, p, cfg, c.ImageVolumes, privileged); err != nil {

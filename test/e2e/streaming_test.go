@@ -16,6 +16,7 @@ import (
 	"google.golang.org/protobuf/encoding/protojson"
 	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
 
+	"github.com/berthrt/berth/runtime/host"
 	"github.com/berthrt/berth/test/harness"
 )
 
@@ -135,7 +136,9 @@ func TestStreamingAndRuntimeExtras(t *testing.T) {
 				if ps.GetCpu().GetUsageCoreNanoSeconds().GetValue() == 0 || ps.GetNetwork().GetDefaultInterface().GetName() != "eth0" || ps.GetNetwork().GetDefaultInterface().GetRxBytes().GetValue() == 0 || len(ps.GetContainers()) < 2 {
 					t.Errorf("pod stats = %v", ps)
 				}
-				if handler != "runsc" && ps.GetProcess().GetProcessCount().GetValue() < 3 {
+				// loop's sh and web's httpd (loop's sleep comes and goes:
+				// under emulation it is often between two).
+				if handler != "runsc" && ps.GetProcess().GetProcessCount().GetValue() < 2 {
 					t.Errorf("pod process count = %d", ps.GetProcess().GetProcessCount().GetValue())
 				}
 			})
@@ -143,7 +146,14 @@ func TestStreamingAndRuntimeExtras(t *testing.T) {
 			t.Run("update", func(t *testing.T) {
 				// update: new limits reach the cgroup.
 				b.Crictl(t, "update", "--memory", "67108864", "--cpu-share", "512", loop)
-				if handler != "runsc" {
+				switch {
+				case handler == "runsc":
+				case host.Cgroups() == host.CgroupV2:
+					// Wherever the driver put it (cgroups_test.go).
+					if limit, at := cgroupValue(t, inspectCtr(t, b, loop).Info.Pid, "memory.max"); limit != "67108864" {
+						t.Errorf("memory limit after update = %q (at %s)", limit, at)
+					}
+				default:
 					limit, err := os.ReadFile(filepath.Join("/sys/fs/cgroup/memory/berth", pod, loop, "memory.limit_in_bytes"))
 					if err != nil || strings.TrimSpace(string(limit)) != "67108864" {
 						t.Errorf("memory limit after update = %q, %v", limit, err)

@@ -1,6 +1,7 @@
 // Package crilog writes container output in the CRI log format the kubelet
 // reads: "<RFC3339Nano time> <stream> <P|F> <content>\n", one line per
-// line of output, long lines split into partial (P) pieces.
+// line of output, long lines split into partial (P) pieces, as is output that
+// ends without a newline.
 package crilog
 
 import (
@@ -126,9 +127,12 @@ func (l *Log) Copy(stream string, r io.Reader) error {
 		case errors.Is(err, bufio.ErrBufferFull):
 			l.write(stream, true, line, time.Now())
 		default:
-			// A last line without newline is still a full line.
+			// Output that ends without a newline ends with a partial
+			// line: the kubelet's reader adds the newline of a full one,
+			// so `echo -n DONE` would read back as "DONE\n" (a
+			// FallbackToLogsOnError termination message, `kubectl logs`).
 			if len(line) > 0 {
-				l.write(stream, false, line, time.Now())
+				l.write(stream, true, line, time.Now())
 			}
 			if err == io.EOF || errors.Is(err, os.ErrClosed) {
 				return nil

@@ -47,7 +47,9 @@ func TestCopyFormat(t *testing.T) {
 		{"stdout", "F", ""},
 		{"stdout", "P", long[:MaxLine]},
 		{"stdout", "F", long[MaxLine:]},
-		{"stdout", "F", "no newline"},
+		// The kubelet reads back exactly "no newline" (a full line
+		// would gain one).
+		{"stdout", "P", "no newline"},
 		{"stderr", "F", "oops"},
 	}
 	if len(lines) != len(want) {

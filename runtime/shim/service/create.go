@@ -26,13 +26,16 @@ func (s *Service) Create(_ context.Context, req *shimv1.CreateRequest) (*shimv1.
 	if req.Id == "" || req.Bundle == "" {
 		return nil, errdefs.Errorf(errdefs.ErrInvalidArgument, "id and bundle are required")
 	}
+	if err := s.checkRestore(req); err != nil {
+		return nil, err
+	}
 	s.mu.Lock()
 	if _, ok := s.containers[req.Id]; ok {
 		s.mu.Unlock()
 		return nil, errdefs.Errorf(errdefs.ErrAlreadyExists, "container %q exists", req.Id)
 	}
 	// Reserve the id while the runtime works.
-	c := &container{id: req.Id, bundle: req.Bundle, memCgroup: req.MemoryCgroup, terminal: req.Terminal, stdinOnce: req.StdinOnce, exited: make(chan struct{})}
+	c := &container{id: req.Id, bundle: req.Bundle, memCgroup: req.MemoryCgroup, terminal: req.Terminal, stdinOnce: req.StdinOnce, exited: make(chan struct{}), restore: req.Restore}
 	s.containers[req.Id] = c
 	s.mu.Unlock()
 	st, err := s.create(c, req)
@@ -41,6 +44,19 @@ func (s *Service) Create(_ context.Context, req *shimv1.CreateRequest) (*shimv1.
 		delete(s.containers, req.Id)
 		s.mu.Unlock()
 		return nil, err
+	}
+	if c.memCgroup != "" {
+		// The runtime made the cgroup; OOM kills are seen as they happen.
+		w := watchOOM(c.memCgroup)
+		c.mu.Lock()
+		stopped := c.status == shimv1.Status_STATUS_STOPPED
+		if !stopped {
+			c.oomWatch = w
+		}
+		c.mu.Unlock()
+		if stopped {
+			w.stop() // its exit is recorded already
+		}
 	}
 	return st, nil
 }
@@ -53,12 +69,13 @@ func (s *Service) create(c *container, req *shimv1.CreateRequest) (_ *shimv1.Con
 	var closers []*os.File // our copies of the child's ends
 	var readers []*os.File // what the copiers read
 	defer func() {
-		if err != nil || !s.donatesAtStart() {
+		if err != nil || (!s.donatesAtStart() && c.restore == nil) {
 			for _, f := range closers {
 				_ = f.Close()
 			}
 		} else {
-			// gVisor takes a subcontainer's stdio at `start`.
+			// gVisor takes a subcontainer's stdio at `start`, a restored
+			// container at `restore`.
 			c.childIO = closers
 		}
 		if err != nil {
@@ -99,6 +116,13 @@ func (s *Service) create(c *container, req *shimv1.CreateRequest) (_ *shimv1.Con
 		}
 	}
 
+	if c.restore != nil {
+		// The process comes from the CRIU images at Start.
+		c.log = log
+		s.copyOutput(c, log, readers)
+		return s.pendingRestore(c), nil
+	}
+
 	pidFile := filepath.Join(req.Bundle, "init.pid")
 	_ = os.Remove(pidFile)
 	ctx, cancel := runtimeCtx()
@@ -137,22 +161,7 @@ func (s *Service) create(c *container, req *shimv1.CreateRequest) (_ *shimv1.Con
 		}
 	}
 	c.log = log
-	streams := []struct {
-		name string
-		typ  byte
-	}{{"stdout", frame.Stdout}, {"stderr", frame.Stderr}}
-	for i, r := range readers {
-		c.io.Add(1)
-		go func(name string, typ byte, r *os.File) {
-			defer c.io.Done()
-			defer func() { _ = r.Close() }()
-			// The log gets every line; attached clients get what comes
-			// while they are there.
-			if err := log.Copy(name, io.TeeReader(r, c.tee(typ))); err != nil && !errors.Is(err, unix.EIO) {
-				s.opts.Log.Debug("copy output", "id", c.id, "stream", name, "err", err)
-			}
-		}(streams[i].name, streams[i].typ, r)
-	}
+	s.copyOutput(c, log, readers)
 
 	var init *direct.Init
 	if !s.donatesAtStart() {
@@ -183,6 +192,27 @@ func (s *Service) create(c *container, req *shimv1.CreateRequest) (_ *shimv1.Con
 	s.mu.Unlock()
 	s.opts.Log.Info("container created", "id", c.id, "pid", pid)
 	return c.state(), nil
+}
+
+// copyOutput starts the copiers of the container's output (stdout and
+// stderr pipes, or the terminal) to its CRI log and attached clients.
+func (s *Service) copyOutput(c *container, log *crilog.Log, readers []*os.File) {
+	streams := []struct {
+		name string
+		typ  byte
+	}{{"stdout", frame.Stdout}, {"stderr", frame.Stderr}}
+	for i, r := range readers {
+		c.io.Add(1)
+		go func(name string, typ byte, r *os.File) {
+			defer c.io.Done()
+			defer func() { _ = r.Close() }()
+			// The log gets every line; attached clients get what comes
+			// while they are there.
+			if err := log.Copy(name, io.TeeReader(r, c.tee(typ))); err != nil && !errors.Is(err, unix.EIO) {
+				s.opts.Log.Debug("copy output", "id", c.id, "stream", name, "err", err)
+			}
+		}(streams[i].name, streams[i].typ, r)
+	}
 }
 
 // forceDelete removes a half-created container from the runtime.

@@ -27,6 +27,11 @@ func (s *Service) Delete(_ context.Context, req *shimv1.DeleteRequest) (*shimv1.
 	}
 	ctx, cancel := runtimeCtx()
 	defer cancel()
+	if c.restorePending() {
+		// Never restored: no process, nothing in the runtime.
+		s.containerExited(c, reaper.Exit{Status: 137, At: time.Now()})
+		st = c.state()
+	}
 	if st.Status != shimv1.Status_STATUS_STOPPED {
 		// A created container never ran; a running one goes with force.
 		// A failed kill is not the end: `delete --force` kills too.

@@ -51,13 +51,21 @@ func (s *Service) takeEarly(pid int, since time.Time) (reaper.Exit, bool) {
 const ioGrace = 2 * time.Second
 
 func (s *Service) containerExited(c *container, e reaper.Exit) {
+	// First, while the cgroup is there: systemd removes a scope's (the
+	// systemd driver's containers) soon after its last process exits.
+	// Then what the watch saw while the container ran.
+	oom := c.memCgroup != "" && oomKilled(c.memCgroup)
+	c.mu.Lock()
+	w := c.oomWatch
+	c.oomWatch = nil
+	c.mu.Unlock()
+	oom = w.stop() || oom
 	done := make(chan struct{})
 	go func() { c.io.Wait(); close(done) }()
 	select {
 	case <-done:
 	case <-time.After(ioGrace):
 	}
-	oom := c.memCgroup != "" && oomKilled(c.memCgroup)
 	c.mu.Lock()
 	if c.status == shimv1.Status_STATUS_STOPPED {
 		// Already recorded (a forced delete raced the runtime's wait).

@@ -20,8 +20,8 @@ func (s *Service) Kill(ctx context.Context, req *shimv1.KillRequest) (*shimv1.Em
 	c.mu.Lock()
 	st, init := c.status, c.init
 	c.mu.Unlock()
-	if st == shimv1.Status_STATUS_STOPPED {
-		return &shimv1.Empty{}, nil
+	if st == shimv1.Status_STATUS_STOPPED || c.restorePending() {
+		return &shimv1.Empty{}, nil // nothing runs
 	}
 	// runc and crun containers' init is pinned by a pidfd: signalling it
 	// directly never reaches a reused pid, and saves a runtime process.

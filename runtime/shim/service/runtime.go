@@ -65,7 +65,7 @@ func (s *Service) runRuntime(build func(logFile string) *exec.Cmd) error {
 	}
 	sub := ""
 	for _, a := range cmd.Args[1:] {
-		if slices.Contains([]string{"create", "start", "kill", "delete", "exec", "update"}, a) {
+		if slices.Contains([]string{"create", "start", "kill", "delete", "exec", "update", "checkpoint", "restore", "pause", "resume"}, a) {
 			sub = a
 			break
 		}

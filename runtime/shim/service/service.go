@@ -73,6 +73,8 @@ type container struct {
 	id, bundle string
 	memCgroup  string
 	terminal   bool
+	// oomWatch follows memCgroup from create to exit (oom.go).
+	oomWatch *oomWatch
 
 	mu         sync.Mutex
 	pid        int
@@ -106,6 +108,9 @@ type container struct {
 	// execs are the exec'd processes (and direct exec helpers) running
 	// in the container, ended when it stops or goes (guarded by mu).
 	execs map[*execProc]struct{}
+	// restore, set until Start, makes Start restore the container from
+	// these CRIU images instead of starting it (restore.go).
+	restore *shimv1.RestoreOptions
 }
 
 // frameMsg is output on its way to an attached client.

@@ -25,6 +25,10 @@ func (s *Service) Start(_ context.Context, req *shimv1.IDRequest) (*shimv1.Conta
 		c.mu.Unlock()
 		return nil, errdefs.Errorf(errdefs.ErrFailedPrecondition, "container %s is %s, not created", req.Id, st)
 	}
+	if c.restore != nil {
+		c.mu.Unlock()
+		return s.startRestore(c)
+	}
 	// Set before `start`: the process may exit before `start` returns,
 	// and finishedAt must not precede startedAt.
 	c.startedAt = time.Now()

@@ -228,7 +228,10 @@ type CreateRequest struct {
 	Stdin     bool   `protobuf:"varint,5,opt,name=stdin,proto3" json:"stdin,omitempty"`
 	StdinOnce bool   `protobuf:"varint,6,opt,name=stdin_once,json=stdinOnce,proto3" json:"stdin_once,omitempty"`
 	// Memory cgroup directory (absolute) read for OOM kills at exit.
-	MemoryCgroup  string `protobuf:"bytes,7,opt,name=memory_cgroup,json=memoryCgroup,proto3" json:"memory_cgroup,omitempty"`
+	MemoryCgroup string `protobuf:"bytes,7,opt,name=memory_cgroup,json=memoryCgroup,proto3" json:"memory_cgroup,omitempty"`
+	// Set: the container is restored from a checkpoint at Start
+	// (`<runtime> restore`) instead of created now and started then.
+	Restore       *RestoreOptions `protobuf:"bytes,8,opt,name=restore,proto3" json:"restore,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -312,6 +315,229 @@ func (x *CreateRequest) GetMemoryCgroup() string {
 	return ""
 }
 
+func (x *CreateRequest) GetRestore() *RestoreOptions {
+	if x != nil {
+		return x.Restore
+	}
+	return nil
+}
+
+type RestoreOptions struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// CRIU images of the checkpoint.
+	ImagePath string `protobuf:"bytes,1,opt,name=image_path,json=imagePath,proto3" json:"image_path,omitempty"`
+	// Where CRIU writes its restore log.
+	WorkPath      string `protobuf:"bytes,2,opt,name=work_path,json=workPath,proto3" json:"work_path,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RestoreOptions) Reset() {
+	*x = RestoreOptions{}
+	mi := &file_berth_shim_v1_shim_proto_msgTypes[4]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RestoreOptions) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RestoreOptions) ProtoMessage() {}
+
+func (x *RestoreOptions) ProtoReflect() protoreflect.Message {
+	mi := &file_berth_shim_v1_shim_proto_msgTypes[4]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RestoreOptions.ProtoReflect.Descriptor instead.
+func (*RestoreOptions) Descriptor() ([]byte, []int) {
+	return file_berth_shim_v1_shim_proto_rawDescGZIP(), []int{4}
+}
+
+func (x *RestoreOptions) GetImagePath() string {
+	if x != nil {
+		return x.ImagePath
+	}
+	return ""
+}
+
+func (x *RestoreOptions) GetWorkPath() string {
+	if x != nil {
+		return x.WorkPath
+	}
+	return ""
+}
+
+type CheckpointRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	Id    string                 `protobuf:"bytes,1,opt,name=id,proto3" json:"id,omitempty"`
+	// Directory CRIU writes its images to (created by the runtime).
+	ImagePath string `protobuf:"bytes,2,opt,name=image_path,json=imagePath,proto3" json:"image_path,omitempty"`
+	// Directory of CRIU's dump.log and stats-dump, and of the writable
+	// layer's changes (rootfs-diff.tar, deleted.files).
+	WorkPath string `protobuf:"bytes,3,opt,name=work_path,json=workPath,proto3" json:"work_path,omitempty"`
+	// Zero means the shim's default.
+	TimeoutNs int64 `protobuf:"varint,4,opt,name=timeout_ns,json=timeoutNs,proto3" json:"timeout_ns,omitempty"`
+	// The overlay's upper directory and its lower directories (top first):
+	// the writable layer's changes are read from them. Empty: none written.
+	UpperDir      string   `protobuf:"bytes,5,opt,name=upper_dir,json=upperDir,proto3" json:"upper_dir,omitempty"`
+	LowerDirs     []string `protobuf:"bytes,6,rep,name=lower_dirs,json=lowerDirs,proto3" json:"lower_dirs,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *CheckpointRequest) Reset() {
+	*x = CheckpointRequest{}
+	mi := &file_berth_shim_v1_shim_proto_msgTypes[5]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *CheckpointRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*CheckpointRequest) ProtoMessage() {}
+
+func (x *CheckpointRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_berth_shim_v1_shim_proto_msgTypes[5]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use CheckpointRequest.ProtoReflect.Descriptor instead.
+func (*CheckpointRequest) Descriptor() ([]byte, []int) {
+	return file_berth_shim_v1_shim_proto_rawDescGZIP(), []int{5}
+}
+
+func (x *CheckpointRequest) GetId() string {
+	if x != nil {
+		return x.Id
+	}
+	return ""
+}
+
+func (x *CheckpointRequest) GetImagePath() string {
+	if x != nil {
+		return x.ImagePath
+	}
+	return ""
+}
+
+func (x *CheckpointRequest) GetWorkPath() string {
+	if x != nil {
+		return x.WorkPath
+	}
+	return ""
+}
+
+func (x *CheckpointRequest) GetTimeoutNs() int64 {
+	if x != nil {
+		return x.TimeoutNs
+	}
+	return 0
+}
+
+func (x *CheckpointRequest) GetUpperDir() string {
+	if x != nil {
+		return x.UpperDir
+	}
+	return ""
+}
+
+func (x *CheckpointRequest) GetLowerDirs() []string {
+	if x != nil {
+		return x.LowerDirs
+	}
+	return nil
+}
+
+type CheckpointPodRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// One per container, as Checkpoint takes them (their timeout_ns unused).
+	Containers []*CheckpointRequest `protobuf:"bytes,1,rep,name=containers,proto3" json:"containers,omitempty"`
+	// Bounds the whole cut; zero means the shim's default.
+	TimeoutNs int64 `protobuf:"varint,2,opt,name=timeout_ns,json=timeoutNs,proto3" json:"timeout_ns,omitempty"`
+	// The pod's /dev/shm directory, written as a tar to shm_tar while the
+	// containers are paused; empty: none.
+	ShmDir        string `protobuf:"bytes,3,opt,name=shm_dir,json=shmDir,proto3" json:"shm_dir,omitempty"`
+	ShmTar        string `protobuf:"bytes,4,opt,name=shm_tar,json=shmTar,proto3" json:"shm_tar,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *CheckpointPodRequest) Reset() {
+	*x = CheckpointPodRequest{}
+	mi := &file_berth_shim_v1_shim_proto_msgTypes[6]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *CheckpointPodRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*CheckpointPodRequest) ProtoMessage() {}
+
+func (x *CheckpointPodRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_berth_shim_v1_shim_proto_msgTypes[6]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use CheckpointPodRequest.ProtoReflect.Descriptor instead.
+func (*CheckpointPodRequest) Descriptor() ([]byte, []int) {
+	return file_berth_shim_v1_shim_proto_rawDescGZIP(), []int{6}
+}
+
+func (x *CheckpointPodRequest) GetContainers() []*CheckpointRequest {
+	if x != nil {
+		return x.Containers
+	}
+	return nil
+}
+
+func (x *CheckpointPodRequest) GetTimeoutNs() int64 {
+	if x != nil {
+		return x.TimeoutNs
+	}
+	return 0
+}
+
+func (x *CheckpointPodRequest) GetShmDir() string {
+	if x != nil {
+		return x.ShmDir
+	}
+	return ""
+}
+
+func (x *CheckpointPodRequest) GetShmTar() string {
+	if x != nil {
+		return x.ShmTar
+	}
+	return ""
+}
+
 type KillRequest struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	Id            string                 `protobuf:"bytes,1,opt,name=id,proto3" json:"id,omitempty"`
@@ -323,7 +549,7 @@ type KillRequest struct {
 
 func (x *KillRequest) Reset() {
 	*x = KillRequest{}
-	mi := &file_berth_shim_v1_shim_proto_msgTypes[4]
+	mi := &file_berth_shim_v1_shim_proto_msgTypes[7]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -335,7 +561,7 @@ func (x *KillRequest) String() string {
 func (*KillRequest) ProtoMessage() {}
 
 func (x *KillRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_berth_shim_v1_shim_proto_msgTypes[4]
+	mi := &file_berth_shim_v1_shim_proto_msgTypes[7]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -348,7 +574,7 @@ func (x *KillRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use KillRequest.ProtoReflect.Descriptor instead.
 func (*KillRequest) Descriptor() ([]byte, []int) {
-	return file_berth_shim_v1_shim_proto_rawDescGZIP(), []int{4}
+	return file_berth_shim_v1_shim_proto_rawDescGZIP(), []int{7}
 }
 
 func (x *KillRequest) GetId() string {
@@ -382,7 +608,7 @@ type DeleteRequest struct {
 
 func (x *DeleteRequest) Reset() {
 	*x = DeleteRequest{}
-	mi := &file_berth_shim_v1_shim_proto_msgTypes[5]
+	mi := &file_berth_shim_v1_shim_proto_msgTypes[8]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -394,7 +620,7 @@ func (x *DeleteRequest) String() string {
 func (*DeleteRequest) ProtoMessage() {}
 
 func (x *DeleteRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_berth_shim_v1_shim_proto_msgTypes[5]
+	mi := &file_berth_shim_v1_shim_proto_msgTypes[8]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -407,7 +633,7 @@ func (x *DeleteRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeleteRequest.ProtoReflect.Descriptor instead.
 func (*DeleteRequest) Descriptor() ([]byte, []int) {
-	return file_berth_shim_v1_shim_proto_rawDescGZIP(), []int{5}
+	return file_berth_shim_v1_shim_proto_rawDescGZIP(), []int{8}
 }
 
 func (x *DeleteRequest) GetId() string {
@@ -443,7 +669,7 @@ type ContainerState struct {
 
 func (x *ContainerState) Reset() {
 	*x = ContainerState{}
-	mi := &file_berth_shim_v1_shim_proto_msgTypes[6]
+	mi := &file_berth_shim_v1_shim_proto_msgTypes[9]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -455,7 +681,7 @@ func (x *ContainerState) String() string {
 func (*ContainerState) ProtoMessage() {}
 
 func (x *ContainerState) ProtoReflect() protoreflect.Message {
-	mi := &file_berth_shim_v1_shim_proto_msgTypes[6]
+	mi := &file_berth_shim_v1_shim_proto_msgTypes[9]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -468,7 +694,7 @@ func (x *ContainerState) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ContainerState.ProtoReflect.Descriptor instead.
 func (*ContainerState) Descriptor() ([]byte, []int) {
-	return file_berth_shim_v1_shim_proto_rawDescGZIP(), []int{6}
+	return file_berth_shim_v1_shim_proto_rawDescGZIP(), []int{9}
 }
 
 func (x *ContainerState) GetId() string {
@@ -543,7 +769,7 @@ type ListResponse struct {
 
 func (x *ListResponse) Reset() {
 	*x = ListResponse{}
-	mi := &file_berth_shim_v1_shim_proto_msgTypes[7]
+	mi := &file_berth_shim_v1_shim_proto_msgTypes[10]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -555,7 +781,7 @@ func (x *ListResponse) String() string {
 func (*ListResponse) ProtoMessage() {}
 
 func (x *ListResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_berth_shim_v1_shim_proto_msgTypes[7]
+	mi := &file_berth_shim_v1_shim_proto_msgTypes[10]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -568,7 +794,7 @@ func (x *ListResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListResponse.ProtoReflect.Descriptor instead.
 func (*ListResponse) Descriptor() ([]byte, []int) {
-	return file_berth_shim_v1_shim_proto_rawDescGZIP(), []int{7}
+	return file_berth_shim_v1_shim_proto_rawDescGZIP(), []int{10}
 }
 
 func (x *ListResponse) GetContainers() []*ContainerState {
@@ -593,7 +819,7 @@ type ExecSyncRequest struct {
 
 func (x *ExecSyncRequest) Reset() {
 	*x = ExecSyncRequest{}
-	mi := &file_berth_shim_v1_shim_proto_msgTypes[8]
+	mi := &file_berth_shim_v1_shim_proto_msgTypes[11]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -605,7 +831,7 @@ func (x *ExecSyncRequest) String() string {
 func (*ExecSyncRequest) ProtoMessage() {}
 
 func (x *ExecSyncRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_berth_shim_v1_shim_proto_msgTypes[8]
+	mi := &file_berth_shim_v1_shim_proto_msgTypes[11]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -618,7 +844,7 @@ func (x *ExecSyncRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ExecSyncRequest.ProtoReflect.Descriptor instead.
 func (*ExecSyncRequest) Descriptor() ([]byte, []int) {
-	return file_berth_shim_v1_shim_proto_rawDescGZIP(), []int{8}
+	return file_berth_shim_v1_shim_proto_rawDescGZIP(), []int{11}
 }
 
 func (x *ExecSyncRequest) GetId() string {
@@ -661,7 +887,7 @@ type ExecSyncResponse struct {
 
 func (x *ExecSyncResponse) Reset() {
 	*x = ExecSyncResponse{}
-	mi := &file_berth_shim_v1_shim_proto_msgTypes[9]
+	mi := &file_berth_shim_v1_shim_proto_msgTypes[12]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -673,7 +899,7 @@ func (x *ExecSyncResponse) String() string {
 func (*ExecSyncResponse) ProtoMessage() {}
 
 func (x *ExecSyncResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_berth_shim_v1_shim_proto_msgTypes[9]
+	mi := &file_berth_shim_v1_shim_proto_msgTypes[12]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -686,7 +912,7 @@ func (x *ExecSyncResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ExecSyncResponse.ProtoReflect.Descriptor instead.
 func (*ExecSyncResponse) Descriptor() ([]byte, []int) {
-	return file_berth_shim_v1_shim_proto_rawDescGZIP(), []int{9}
+	return file_berth_shim_v1_shim_proto_rawDescGZIP(), []int{12}
 }
 
 func (x *ExecSyncResponse) GetStdout() []byte {
@@ -733,7 +959,7 @@ type ExecRequest struct {
 
 func (x *ExecRequest) Reset() {
 	*x = ExecRequest{}
-	mi := &file_berth_shim_v1_shim_proto_msgTypes[10]
+	mi := &file_berth_shim_v1_shim_proto_msgTypes[13]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -745,7 +971,7 @@ func (x *ExecRequest) String() string {
 func (*ExecRequest) ProtoMessage() {}
 
 func (x *ExecRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_berth_shim_v1_shim_proto_msgTypes[10]
+	mi := &file_berth_shim_v1_shim_proto_msgTypes[13]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -758,7 +984,7 @@ func (x *ExecRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ExecRequest.ProtoReflect.Descriptor instead.
 func (*ExecRequest) Descriptor() ([]byte, []int) {
-	return file_berth_shim_v1_shim_proto_rawDescGZIP(), []int{10}
+	return file_berth_shim_v1_shim_proto_rawDescGZIP(), []int{13}
 }
 
 func (x *ExecRequest) GetId() string {
@@ -792,7 +1018,7 @@ type AttachRequest struct {
 
 func (x *AttachRequest) Reset() {
 	*x = AttachRequest{}
-	mi := &file_berth_shim_v1_shim_proto_msgTypes[11]
+	mi := &file_berth_shim_v1_shim_proto_msgTypes[14]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -804,7 +1030,7 @@ func (x *AttachRequest) String() string {
 func (*AttachRequest) ProtoMessage() {}
 
 func (x *AttachRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_berth_shim_v1_shim_proto_msgTypes[11]
+	mi := &file_berth_shim_v1_shim_proto_msgTypes[14]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -817,7 +1043,7 @@ func (x *AttachRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AttachRequest.ProtoReflect.Descriptor instead.
 func (*AttachRequest) Descriptor() ([]byte, []int) {
-	return file_berth_shim_v1_shim_proto_rawDescGZIP(), []int{11}
+	return file_berth_shim_v1_shim_proto_rawDescGZIP(), []int{14}
 }
 
 func (x *AttachRequest) GetId() string {
@@ -843,7 +1069,7 @@ type SessionResponse struct {
 
 func (x *SessionResponse) Reset() {
 	*x = SessionResponse{}
-	mi := &file_berth_shim_v1_shim_proto_msgTypes[12]
+	mi := &file_berth_shim_v1_shim_proto_msgTypes[15]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -855,7 +1081,7 @@ func (x *SessionResponse) String() string {
 func (*SessionResponse) ProtoMessage() {}
 
 func (x *SessionResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_berth_shim_v1_shim_proto_msgTypes[12]
+	mi := &file_berth_shim_v1_shim_proto_msgTypes[15]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -868,7 +1094,7 @@ func (x *SessionResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SessionResponse.ProtoReflect.Descriptor instead.
 func (*SessionResponse) Descriptor() ([]byte, []int) {
-	return file_berth_shim_v1_shim_proto_rawDescGZIP(), []int{12}
+	return file_berth_shim_v1_shim_proto_rawDescGZIP(), []int{15}
 }
 
 func (x *SessionResponse) GetSocket() string {
@@ -889,7 +1115,7 @@ type UpdateRequest struct {
 
 func (x *UpdateRequest) Reset() {
 	*x = UpdateRequest{}
-	mi := &file_berth_shim_v1_shim_proto_msgTypes[13]
+	mi := &file_berth_shim_v1_shim_proto_msgTypes[16]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -901,7 +1127,7 @@ func (x *UpdateRequest) String() string {
 func (*UpdateRequest) ProtoMessage() {}
 
 func (x *UpdateRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_berth_shim_v1_shim_proto_msgTypes[13]
+	mi := &file_berth_shim_v1_shim_proto_msgTypes[16]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -914,7 +1140,7 @@ func (x *UpdateRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UpdateRequest.ProtoReflect.Descriptor instead.
 func (*UpdateRequest) Descriptor() ([]byte, []int) {
-	return file_berth_shim_v1_shim_proto_rawDescGZIP(), []int{13}
+	return file_berth_shim_v1_shim_proto_rawDescGZIP(), []int{16}
 }
 
 func (x *UpdateRequest) GetId() string {
@@ -940,7 +1166,7 @@ type Event struct {
 
 func (x *Event) Reset() {
 	*x = Event{}
-	mi := &file_berth_shim_v1_shim_proto_msgTypes[14]
+	mi := &file_berth_shim_v1_shim_proto_msgTypes[17]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -952,7 +1178,7 @@ func (x *Event) String() string {
 func (*Event) ProtoMessage() {}
 
 func (x *Event) ProtoReflect() protoreflect.Message {
-	mi := &file_berth_shim_v1_shim_proto_msgTypes[14]
+	mi := &file_berth_shim_v1_shim_proto_msgTypes[17]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -965,7 +1191,7 @@ func (x *Event) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Event.ProtoReflect.Descriptor instead.
 func (*Event) Descriptor() ([]byte, []int) {
-	return file_berth_shim_v1_shim_proto_rawDescGZIP(), []int{14}
+	return file_berth_shim_v1_shim_proto_rawDescGZIP(), []int{17}
 }
 
 func (x *Event) GetContainer() *ContainerState {
@@ -986,7 +1212,7 @@ const file_berth_shim_v1_shim_proto_rawDesc = "" +
 	"\fInfoResponse\x12\x15\n" +
 	"\x06pod_id\x18\x01 \x01(\tR\x05podId\x12\x10\n" +
 	"\x03pid\x18\x02 \x01(\rR\x03pid\x12\x18\n" +
-	"\aversion\x18\x03 \x01(\tR\aversion\"\xc8\x01\n" +
+	"\aversion\x18\x03 \x01(\tR\aversion\"\x81\x02\n" +
 	"\rCreateRequest\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\x16\n" +
 	"\x06bundle\x18\x02 \x01(\tR\x06bundle\x12\x19\n" +
@@ -995,7 +1221,30 @@ const file_berth_shim_v1_shim_proto_rawDesc = "" +
 	"\x05stdin\x18\x05 \x01(\bR\x05stdin\x12\x1d\n" +
 	"\n" +
 	"stdin_once\x18\x06 \x01(\bR\tstdinOnce\x12#\n" +
-	"\rmemory_cgroup\x18\a \x01(\tR\fmemoryCgroup\"G\n" +
+	"\rmemory_cgroup\x18\a \x01(\tR\fmemoryCgroup\x127\n" +
+	"\arestore\x18\b \x01(\v2\x1d.berth.shim.v1.RestoreOptionsR\arestore\"L\n" +
+	"\x0eRestoreOptions\x12\x1d\n" +
+	"\n" +
+	"image_path\x18\x01 \x01(\tR\timagePath\x12\x1b\n" +
+	"\twork_path\x18\x02 \x01(\tR\bworkPath\"\xba\x01\n" +
+	"\x11CheckpointRequest\x12\x0e\n" +
+	"\x02id\x18\x01 \x01(\tR\x02id\x12\x1d\n" +
+	"\n" +
+	"image_path\x18\x02 \x01(\tR\timagePath\x12\x1b\n" +
+	"\twork_path\x18\x03 \x01(\tR\bworkPath\x12\x1d\n" +
+	"\n" +
+	"timeout_ns\x18\x04 \x01(\x03R\ttimeoutNs\x12\x1b\n" +
+	"\tupper_dir\x18\x05 \x01(\tR\bupperDir\x12\x1d\n" +
+	"\n" +
+	"lower_dirs\x18\x06 \x03(\tR\tlowerDirs\"\xa9\x01\n" +
+	"\x14CheckpointPodRequest\x12@\n" +
+	"\n" +
+	"containers\x18\x01 \x03(\v2 .berth.shim.v1.CheckpointRequestR\n" +
+	"containers\x12\x1d\n" +
+	"\n" +
+	"timeout_ns\x18\x02 \x01(\x03R\ttimeoutNs\x12\x17\n" +
+	"\ashm_dir\x18\x03 \x01(\tR\x06shmDir\x12\x17\n" +
+	"\ashm_tar\x18\x04 \x01(\tR\x06shmTar\"G\n" +
 	"\vKillRequest\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\x16\n" +
 	"\x06signal\x18\x02 \x01(\rR\x06signal\x12\x10\n" +
@@ -1051,7 +1300,7 @@ const file_berth_shim_v1_shim_proto_rawDesc = "" +
 	"\x12STATUS_UNSPECIFIED\x10\x00\x12\x12\n" +
 	"\x0eSTATUS_CREATED\x10\x01\x12\x12\n" +
 	"\x0eSTATUS_RUNNING\x10\x02\x12\x12\n" +
-	"\x0eSTATUS_STOPPED\x10\x032\x93\a\n" +
+	"\x0eSTATUS_STOPPED\x10\x032\xa5\b\n" +
 	"\vShimService\x129\n" +
 	"\x04Info\x12\x14.berth.shim.v1.Empty\x1a\x1b.berth.shim.v1.InfoResponse\x12E\n" +
 	"\x06Create\x12\x1c.berth.shim.v1.CreateRequest\x1a\x1d.berth.shim.v1.ContainerState\x12@\n" +
@@ -1064,7 +1313,10 @@ const file_berth_shim_v1_shim_proto_rawDesc = "" +
 	"\x04Exec\x12\x1a.berth.shim.v1.ExecRequest\x1a\x1e.berth.shim.v1.SessionResponse\x12F\n" +
 	"\x06Attach\x12\x1c.berth.shim.v1.AttachRequest\x1a\x1e.berth.shim.v1.SessionResponse\x12<\n" +
 	"\x06Update\x12\x1c.berth.shim.v1.UpdateRequest\x1a\x14.berth.shim.v1.Empty\x12;\n" +
-	"\tReopenLog\x12\x18.berth.shim.v1.IDRequest\x1a\x14.berth.shim.v1.Empty\x126\n" +
+	"\tReopenLog\x12\x18.berth.shim.v1.IDRequest\x1a\x14.berth.shim.v1.Empty\x12D\n" +
+	"\n" +
+	"Checkpoint\x12 .berth.shim.v1.CheckpointRequest\x1a\x14.berth.shim.v1.Empty\x12J\n" +
+	"\rCheckpointPod\x12#.berth.shim.v1.CheckpointPodRequest\x1a\x14.berth.shim.v1.Empty\x126\n" +
 	"\x06Events\x12\x14.berth.shim.v1.Empty\x1a\x14.berth.shim.v1.Event0\x01\x126\n" +
 	"\bShutdown\x12\x14.berth.shim.v1.Empty\x1a\x14.berth.shim.v1.EmptyB5Z3github.com/berthrt/berth/proto/berth/shim/v1;shimv1b\x06proto3"
 
@@ -1081,62 +1333,71 @@ func file_berth_shim_v1_shim_proto_rawDescGZIP() []byte {
 }
 
 var file_berth_shim_v1_shim_proto_enumTypes = make([]protoimpl.EnumInfo, 1)
-var file_berth_shim_v1_shim_proto_msgTypes = make([]protoimpl.MessageInfo, 15)
+var file_berth_shim_v1_shim_proto_msgTypes = make([]protoimpl.MessageInfo, 18)
 var file_berth_shim_v1_shim_proto_goTypes = []any{
-	(Status)(0),              // 0: berth.shim.v1.Status
-	(*Empty)(nil),            // 1: berth.shim.v1.Empty
-	(*IDRequest)(nil),        // 2: berth.shim.v1.IDRequest
-	(*InfoResponse)(nil),     // 3: berth.shim.v1.InfoResponse
-	(*CreateRequest)(nil),    // 4: berth.shim.v1.CreateRequest
-	(*KillRequest)(nil),      // 5: berth.shim.v1.KillRequest
-	(*DeleteRequest)(nil),    // 6: berth.shim.v1.DeleteRequest
-	(*ContainerState)(nil),   // 7: berth.shim.v1.ContainerState
-	(*ListResponse)(nil),     // 8: berth.shim.v1.ListResponse
-	(*ExecSyncRequest)(nil),  // 9: berth.shim.v1.ExecSyncRequest
-	(*ExecSyncResponse)(nil), // 10: berth.shim.v1.ExecSyncResponse
-	(*ExecRequest)(nil),      // 11: berth.shim.v1.ExecRequest
-	(*AttachRequest)(nil),    // 12: berth.shim.v1.AttachRequest
-	(*SessionResponse)(nil),  // 13: berth.shim.v1.SessionResponse
-	(*UpdateRequest)(nil),    // 14: berth.shim.v1.UpdateRequest
-	(*Event)(nil),            // 15: berth.shim.v1.Event
+	(Status)(0),                  // 0: berth.shim.v1.Status
+	(*Empty)(nil),                // 1: berth.shim.v1.Empty
+	(*IDRequest)(nil),            // 2: berth.shim.v1.IDRequest
+	(*InfoResponse)(nil),         // 3: berth.shim.v1.InfoResponse
+	(*CreateRequest)(nil),        // 4: berth.shim.v1.CreateRequest
+	(*RestoreOptions)(nil),       // 5: berth.shim.v1.RestoreOptions
+	(*CheckpointRequest)(nil),    // 6: berth.shim.v1.CheckpointRequest
+	(*CheckpointPodRequest)(nil), // 7: berth.shim.v1.CheckpointPodRequest
+	(*KillRequest)(nil),          // 8: berth.shim.v1.KillRequest
+	(*DeleteRequest)(nil),        // 9: berth.shim.v1.DeleteRequest
+	(*ContainerState)(nil),       // 10: berth.shim.v1.ContainerState
+	(*ListResponse)(nil),         // 11: berth.shim.v1.ListResponse
+	(*ExecSyncRequest)(nil),      // 12: berth.shim.v1.ExecSyncRequest
+	(*ExecSyncResponse)(nil),     // 13: berth.shim.v1.ExecSyncResponse
+	(*ExecRequest)(nil),          // 14: berth.shim.v1.ExecRequest
+	(*AttachRequest)(nil),        // 15: berth.shim.v1.AttachRequest
+	(*SessionResponse)(nil),      // 16: berth.shim.v1.SessionResponse
+	(*UpdateRequest)(nil),        // 17: berth.shim.v1.UpdateRequest
+	(*Event)(nil),                // 18: berth.shim.v1.Event
 }
 var file_berth_shim_v1_shim_proto_depIdxs = []int32{
-	0,  // 0: berth.shim.v1.ContainerState.status:type_name -> berth.shim.v1.Status
-	7,  // 1: berth.shim.v1.ListResponse.containers:type_name -> berth.shim.v1.ContainerState
-	7,  // 2: berth.shim.v1.Event.container:type_name -> berth.shim.v1.ContainerState
-	1,  // 3: berth.shim.v1.ShimService.Info:input_type -> berth.shim.v1.Empty
-	4,  // 4: berth.shim.v1.ShimService.Create:input_type -> berth.shim.v1.CreateRequest
-	2,  // 5: berth.shim.v1.ShimService.Start:input_type -> berth.shim.v1.IDRequest
-	5,  // 6: berth.shim.v1.ShimService.Kill:input_type -> berth.shim.v1.KillRequest
-	6,  // 7: berth.shim.v1.ShimService.Delete:input_type -> berth.shim.v1.DeleteRequest
-	2,  // 8: berth.shim.v1.ShimService.State:input_type -> berth.shim.v1.IDRequest
-	1,  // 9: berth.shim.v1.ShimService.List:input_type -> berth.shim.v1.Empty
-	9,  // 10: berth.shim.v1.ShimService.ExecSync:input_type -> berth.shim.v1.ExecSyncRequest
-	11, // 11: berth.shim.v1.ShimService.Exec:input_type -> berth.shim.v1.ExecRequest
-	12, // 12: berth.shim.v1.ShimService.Attach:input_type -> berth.shim.v1.AttachRequest
-	14, // 13: berth.shim.v1.ShimService.Update:input_type -> berth.shim.v1.UpdateRequest
-	2,  // 14: berth.shim.v1.ShimService.ReopenLog:input_type -> berth.shim.v1.IDRequest
-	1,  // 15: berth.shim.v1.ShimService.Events:input_type -> berth.shim.v1.Empty
-	1,  // 16: berth.shim.v1.ShimService.Shutdown:input_type -> berth.shim.v1.Empty
-	3,  // 17: berth.shim.v1.ShimService.Info:output_type -> berth.shim.v1.InfoResponse
-	7,  // 18: berth.shim.v1.ShimService.Create:output_type -> berth.shim.v1.ContainerState
-	7,  // 19: berth.shim.v1.ShimService.Start:output_type -> berth.shim.v1.ContainerState
-	1,  // 20: berth.shim.v1.ShimService.Kill:output_type -> berth.shim.v1.Empty
-	7,  // 21: berth.shim.v1.ShimService.Delete:output_type -> berth.shim.v1.ContainerState
-	7,  // 22: berth.shim.v1.ShimService.State:output_type -> berth.shim.v1.ContainerState
-	8,  // 23: berth.shim.v1.ShimService.List:output_type -> berth.shim.v1.ListResponse
-	10, // 24: berth.shim.v1.ShimService.ExecSync:output_type -> berth.shim.v1.ExecSyncResponse
-	13, // 25: berth.shim.v1.ShimService.Exec:output_type -> berth.shim.v1.SessionResponse
-	13, // 26: berth.shim.v1.ShimService.Attach:output_type -> berth.shim.v1.SessionResponse
-	1,  // 27: berth.shim.v1.ShimService.Update:output_type -> berth.shim.v1.Empty
-	1,  // 28: berth.shim.v1.ShimService.ReopenLog:output_type -> berth.shim.v1.Empty
-	15, // 29: berth.shim.v1.ShimService.Events:output_type -> berth.shim.v1.Event
-	1,  // 30: berth.shim.v1.ShimService.Shutdown:output_type -> berth.shim.v1.Empty
-	17, // [17:31] is the sub-list for method output_type
-	3,  // [3:17] is the sub-list for method input_type
-	3,  // [3:3] is the sub-list for extension type_name
-	3,  // [3:3] is the sub-list for extension extendee
-	0,  // [0:3] is the sub-list for field type_name
+	5,  // 0: berth.shim.v1.CreateRequest.restore:type_name -> berth.shim.v1.RestoreOptions
+	6,  // 1: berth.shim.v1.CheckpointPodRequest.containers:type_name -> berth.shim.v1.CheckpointRequest
+	0,  // 2: berth.shim.v1.ContainerState.status:type_name -> berth.shim.v1.Status
+	10, // 3: berth.shim.v1.ListResponse.containers:type_name -> berth.shim.v1.ContainerState
+	10, // 4: berth.shim.v1.Event.container:type_name -> berth.shim.v1.ContainerState
+	1,  // 5: berth.shim.v1.ShimService.Info:input_type -> berth.shim.v1.Empty
+	4,  // 6: berth.shim.v1.ShimService.Create:input_type -> berth.shim.v1.CreateRequest
+	2,  // 7: berth.shim.v1.ShimService.Start:input_type -> berth.shim.v1.IDRequest
+	8,  // 8: berth.shim.v1.ShimService.Kill:input_type -> berth.shim.v1.KillRequest
+	9,  // 9: berth.shim.v1.ShimService.Delete:input_type -> berth.shim.v1.DeleteRequest
+	2,  // 10: berth.shim.v1.ShimService.State:input_type -> berth.shim.v1.IDRequest
+	1,  // 11: berth.shim.v1.ShimService.List:input_type -> berth.shim.v1.Empty
+	12, // 12: berth.shim.v1.ShimService.ExecSync:input_type -> berth.shim.v1.ExecSyncRequest
+	14, // 13: berth.shim.v1.ShimService.Exec:input_type -> berth.shim.v1.ExecRequest
+	15, // 14: berth.shim.v1.ShimService.Attach:input_type -> berth.shim.v1.AttachRequest
+	17, // 15: berth.shim.v1.ShimService.Update:input_type -> berth.shim.v1.UpdateRequest
+	2,  // 16: berth.shim.v1.ShimService.ReopenLog:input_type -> berth.shim.v1.IDRequest
+	6,  // 17: berth.shim.v1.ShimService.Checkpoint:input_type -> berth.shim.v1.CheckpointRequest
+	7,  // 18: berth.shim.v1.ShimService.CheckpointPod:input_type -> berth.shim.v1.CheckpointPodRequest
+	1,  // 19: berth.shim.v1.ShimService.Events:input_type -> berth.shim.v1.Empty
+	1,  // 20: berth.shim.v1.ShimService.Shutdown:input_type -> berth.shim.v1.Empty
+	3,  // 21: berth.shim.v1.ShimService.Info:output_type -> berth.shim.v1.InfoResponse
+	10, // 22: berth.shim.v1.ShimService.Create:output_type -> berth.shim.v1.ContainerState
+	10, // 23: berth.shim.v1.ShimService.Start:output_type -> berth.shim.v1.ContainerState
+	1,  // 24: berth.shim.v1.ShimService.Kill:output_type -> berth.shim.v1.Empty
+	10, // 25: berth.shim.v1.ShimService.Delete:output_type -> berth.shim.v1.ContainerState
+	10, // 26: berth.shim.v1.ShimService.State:output_type -> berth.shim.v1.ContainerState
+	11, // 27: berth.shim.v1.ShimService.List:output_type -> berth.shim.v1.ListResponse
+	13, // 28: berth.shim.v1.ShimService.ExecSync:output_type -> berth.shim.v1.ExecSyncResponse
+	16, // 29: berth.shim.v1.ShimService.Exec:output_type -> berth.shim.v1.SessionResponse
+	16, // 30: berth.shim.v1.ShimService.Attach:output_type -> berth.shim.v1.SessionResponse
+	1,  // 31: berth.shim.v1.ShimService.Update:output_type -> berth.shim.v1.Empty
+	1,  // 32: berth.shim.v1.ShimService.ReopenLog:output_type -> berth.shim.v1.Empty
+	1,  // 33: berth.shim.v1.ShimService.Checkpoint:output_type -> berth.shim.v1.Empty
+	1,  // 34: berth.shim.v1.ShimService.CheckpointPod:output_type -> berth.shim.v1.Empty
+	18, // 35: berth.shim.v1.ShimService.Events:output_type -> berth.shim.v1.Event
+	1,  // 36: berth.shim.v1.ShimService.Shutdown:output_type -> berth.shim.v1.Empty
+	21, // [21:37] is the sub-list for method output_type
+	5,  // [5:21] is the sub-list for method input_type
+	5,  // [5:5] is the sub-list for extension type_name
+	5,  // [5:5] is the sub-list for extension extendee
+	0,  // [0:5] is the sub-list for field type_name
 }
 
 func init() { file_berth_shim_v1_shim_proto_init() }
@@ -1150,7 +1411,7 @@ func file_berth_shim_v1_shim_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_berth_shim_v1_shim_proto_rawDesc), len(file_berth_shim_v1_shim_proto_rawDesc)),
 			NumEnums:      1,
-			NumMessages:   15,
+			NumMessages:   18,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

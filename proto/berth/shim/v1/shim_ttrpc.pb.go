@@ -20,6 +20,8 @@ type ShimServiceService interface {
 	Attach(context.Context, *AttachRequest) (*SessionResponse, error)
 	Update(context.Context, *UpdateRequest) (*Empty, error)
 	ReopenLog(context.Context, *IDRequest) (*Empty, error)
+	Checkpoint(context.Context, *CheckpointRequest) (*Empty, error)
+	CheckpointPod(context.Context, *CheckpointPodRequest) (*Empty, error)
 	Events(context.Context, *Empty, ShimService_EventsServer) error
 	Shutdown(context.Context, *Empty) (*Empty, error)
 }
@@ -124,6 +126,20 @@ func RegisterShimServiceService(srv *ttrpc.Server, svc ShimServiceService) {
 				}
 				return svc.ReopenLog(ctx, &req)
 			},
+			"Checkpoint": func(ctx context.Context, unmarshal func(interface{}) error) (interface{}, error) {
+				var req CheckpointRequest
+				if err := unmarshal(&req); err != nil {
+					return nil, err
+				}
+				return svc.Checkpoint(ctx, &req)
+			},
+			"CheckpointPod": func(ctx context.Context, unmarshal func(interface{}) error) (interface{}, error) {
+				var req CheckpointPodRequest
+				if err := unmarshal(&req); err != nil {
+					return nil, err
+				}
+				return svc.CheckpointPod(ctx, &req)
+			},
 			"Shutdown": func(ctx context.Context, unmarshal func(interface{}) error) (interface{}, error) {
 				var req Empty
 				if err := unmarshal(&req); err != nil {
@@ -161,6 +177,8 @@ type ShimServiceClient interface {
 	Attach(context.Context, *AttachRequest) (*SessionResponse, error)
 	Update(context.Context, *UpdateRequest) (*Empty, error)
 	ReopenLog(context.Context, *IDRequest) (*Empty, error)
+	Checkpoint(context.Context, *CheckpointRequest) (*Empty, error)
+	CheckpointPod(context.Context, *CheckpointPodRequest) (*Empty, error)
 	Events(context.Context, *Empty) (ShimService_EventsClient, error)
 	Shutdown(context.Context, *Empty) (*Empty, error)
 }
@@ -266,6 +284,22 @@ func (c *shimserviceClient) Update(ctx context.Context, req *UpdateRequest) (*Em
 func (c *shimserviceClient) ReopenLog(ctx context.Context, req *IDRequest) (*Empty, error) {
 	var resp Empty
 	if err := c.client.Call(ctx, "berth.shim.v1.ShimService", "ReopenLog", req, &resp); err != nil {
+		return nil, err
+	}
+	return &resp, nil
+}
+
+func (c *shimserviceClient) Checkpoint(ctx context.Context, req *CheckpointRequest) (*Empty, error) {
+	var resp Empty
+	if err := c.client.Call(ctx, "berth.shim.v1.ShimService", "Checkpoint", req, &resp); err != nil {
+		return nil, err
+	}
+	return &resp, nil
+}
+
+func (c *shimserviceClient) CheckpointPod(ctx context.Context, req *CheckpointPodRequest) (*Empty, error) {
+	var resp Empty
+	if err := c.client.Call(ctx, "berth.shim.v1.ShimService", "CheckpointPod", req, &resp); err != nil {
 		return nil, err
 	}
 	return &resp, nil

@@ -1,0 +1,210 @@
+package pod
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"path/filepath"
+	"slices"
+	"sort"
+	"strconv"
+	"strings"
+	"time"
+
+	"google.golang.org/protobuf/encoding/protojson"
+
+	shimv1 "github.com/berthrt/berth/proto/berth/shim/v1"
+	"github.com/berthrt/berth/runtime/checkpoint"
+	"github.com/berthrt/berth/runtime/errdefs"
+	"github.com/berthrt/berth/runtime/logctx"
+	"github.com/berthrt/berth/runtime/oci"
+)
+
+// CheckpointPod writes a checkpoint of the running containers ids of pod
+// podID into out, an existing empty directory (the CRI's CheckpointPod;
+// runtime/checkpoint pod.go has the layout). The pod's shim freezes every
+// container before it dumps any and thaws them all before it answers, so
+// the dumps and the pod's /dev/shm are one cut; the pod runs on. On
+// error, out is left as it was. options must be empty: berth has none.
+func (m *Manager) CheckpointPod(ctx context.Context, podID, out string, ids []string, options map[string]string) error {
+	if err := checkPodCheckpointArgs(out, ids, options); err != nil {
+		return err
+	}
+	sb, err := m.lockedSandbox(podID)
+	if err != nil {
+		return err
+	}
+	if sb == nil {
+		return errdefs.NotFound("pod sandbox %q", podID)
+	}
+	defer sb.op.Unlock()
+	rec := sb.snapshot()
+	if rec.State != stateReady {
+		return errdefs.FailedPrecondition("pod sandbox %s is not ready: only a running pod can be checkpointed", rec.ID)
+	}
+	if why := handlerKind(sb.handler).PodCheckpointUnsupported(); why != "" {
+		return errdefs.Errorf(errdefs.ErrUnimplemented, "CheckpointPod: %s", why)
+	}
+	ctrs, err := m.podCheckpointContainers(rec.ID, ids)
+	if err != nil {
+		return err
+	}
+	if err := m.checkpointable(sb); err != nil {
+		return err
+	}
+	for _, c := range ctrs {
+		c.op.Lock()
+		defer c.op.Unlock()
+	}
+	for _, c := range ctrs {
+		if st := c.snapshot().State; st != stateRunning {
+			return errdefs.FailedPrecondition("container %s is %s: every container of a pod checkpoint must be running", c.snapshot().ID, st)
+		}
+	}
+	if err := m.checkSysV(sb, len(ctrs)); err != nil {
+		return err
+	}
+	if err := checkpoint.EmptyDir(out); err != nil {
+		return errdefs.FailedPrecondition("output_path must be an existing empty directory: %v", err)
+	}
+	client, err := sb.client()
+	if err != nil {
+		return err
+	}
+	// On disk beside the pod's own files, not in the caller's directory:
+	// whatever fails, nothing of it is left there (Publish at the end).
+	parent := filepath.Join(m.ctrRootDir(), rec.ID)
+	if err := os.MkdirAll(parent, 0o700); err != nil {
+		return err
+	}
+	stage, err := os.MkdirTemp(parent, "checkpoint-")
+	if err != nil {
+		return err
+	}
+	defer func() { _ = os.RemoveAll(stage) }()
+	req := &shimv1.CheckpointPodRequest{}
+	dump := &checkpoint.PodDump{Format: checkpoint.PodFormat, Engine: "berth", ID: rec.ID, Handler: rec.Handler,
+		RuntimeKind: string(handlerKind(sb.handler))}
+	for _, c := range ctrs {
+		cr := c.snapshot()
+		pc := checkpoint.PodContainer{Name: c.cfg.GetMetadata().GetName(), ID: cr.ID}
+		dir := filepath.Join(stage, pc.Dir())
+		images := filepath.Join(dir, checkpoint.ImagesDir)
+		if err := PrivateDir(images); err != nil {
+			return err
+		}
+		rootfs := filepath.Join(m.ctrBundle(cr.ID), "rootfs")
+		req.Containers = append(req.Containers, &shimv1.CheckpointRequest{
+			Id: cr.ID, ImagePath: images, WorkPath: dir,
+			UpperDir: filepath.Join(m.ctrRootDir(), cr.ID, "upper"), LowerDirs: overlayLowers(rootfs),
+		})
+		dump.Containers = append(dump.Containers, pc)
+	}
+	if !hostIPC(sb.cfg) {
+		req.ShmDir, req.ShmTar = filepath.Join(m.podDir(rec.ID), "shm"), filepath.Join(stage, checkpoint.ShmTar)
+		dump.Shm = true
+	}
+	if d, ok := ctx.Deadline(); ok {
+		req.TimeoutNs = int64(time.Until(d))
+	}
+	if _, err := client.CheckpointPod(ctx, req); err != nil {
+		return fmt.Errorf("checkpoint pod %s: %w", rec.ID, err)
+	}
+	for i, c := range ctrs {
+		if err := m.writeCheckpointMetadata(ctx, c, sb, filepath.Join(stage, dump.Containers[i].Dir())); err != nil {
+			return err
+		}
+	}
+	if err := m.writePodDump(sb, stage, dump); err != nil {
+		return err
+	}
+	if err := ctx.Err(); err != nil {
+		return errdefs.Errorf(errdefs.ErrDeadlineExceeded, "checkpoint of pod %s: %v", rec.ID, err)
+	}
+	if err := checkpoint.Publish(stage, out); err != nil {
+		return fmt.Errorf("write pod checkpoint: %w", err)
+	}
+	logctx.From(ctx, m.log).Info("pod checkpointed", "id", rec.ID, "containers", len(ctrs), "output", out)
+	return nil
+}
+
+// checkPodCheckpointArgs refuses what the CRI says a runtime must refuse
+// before it checkpoints anything.
+func checkPodCheckpointArgs(out string, ids []string, options map[string]string) error {
+	if out == "" || !filepath.IsAbs(out) {
+		return errdefs.InvalidArgument("output_path must be an absolute path, not %q", out)
+	}
+	if len(options) > 0 {
+		return errdefs.InvalidArgument("CheckpointPodRequest.options: berth takes no checkpoint options (given %s)", optionKeys(options))
+	}
+	if len(ids) == 0 {
+		return errdefs.InvalidArgument("container_ids must name the containers to checkpoint")
+	}
+	return nil
+}
+
+// optionKeys lists the keys of options, quoted and sorted, for a refusal.
+func optionKeys(options map[string]string) string {
+	keys := make([]string, 0, len(options))
+	for k := range options {
+		keys = append(keys, strconv.Quote(k))
+	}
+	sort.Strings(keys)
+	return strings.Join(keys, ", ")
+}
+
+// podCheckpointContainers resolves ids to containers of the pod, sorted
+// by id (the order their locks are taken in); each once, with a name
+// that can name its directory and that no other one has (RestorePod
+// matches containers by name).
+func (m *Manager) podCheckpointContainers(podID string, ids []string) ([]*container, error) {
+	var out []*container
+	names := map[string]string{}
+	for _, id := range ids {
+		c, err := m.getContainer(id)
+		if err != nil {
+			return nil, err
+		}
+		rec := c.snapshot()
+		if rec.SandboxID != podID {
+			return nil, errdefs.InvalidArgument("container %s belongs to pod %s, not %s", rec.ID, rec.SandboxID, podID)
+		}
+		if slices.Contains(out, c) {
+			return nil, errdefs.InvalidArgument("container_ids names %s twice", rec.ID)
+		}
+		name := c.cfg.GetMetadata().GetName()
+		if err := checkpoint.ValidName(name); err != nil {
+			return nil, errdefs.FailedPrecondition("container %s: %v", rec.ID, err)
+		}
+		if other, ok := names[name]; ok {
+			return nil, errdefs.FailedPrecondition("containers %s and %s are both named %q: a restore matches containers by name", other, rec.ID, name)
+		}
+		names[name] = rec.ID
+		out = append(out, c)
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].snapshot().ID < out[j].snapshot().ID })
+	return out, nil
+}
+
+// handlerKind is h's runtime family, as configured or guessed from its
+// binary's name.
+func handlerKind(h *oci.Handler) oci.Kind {
+	if h.Kind != "" {
+		return h.Kind
+	}
+	k, _ := oci.ParseKind("", h.Path)
+	return k
+}
+
+// writePodDump writes pod.json: the pod's config and handler. Its UTS
+// names are not there: CRIU dumps them with each container and sets them
+// again in the new pod's UTS namespace when it restores one.
+func (m *Manager) writePodDump(sb *sandbox, stage string, d *checkpoint.PodDump) error {
+	cfg, err := protojson.Marshal(sb.cfg)
+	if err != nil {
+		return err
+	}
+	d.Config = cfg
+	d.CheckpointedAt = time.Now().UTC()
+	return checkpoint.WritePodDump(stage, d)
+}

@@ -1,0 +1,102 @@
+package pod
+
+import (
+	"context"
+	"os"
+	"path/filepath"
+	"testing"
+	"time"
+
+	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
+
+	"github.com/berthrt/berth/runtime/cgroups"
+	"github.com/berthrt/berth/runtime/host"
+	"github.com/berthrt/berth/runtime/spec"
+)
+
+// TestStatsSwapIOPressureV2: ContainerStats and PodSandboxStats carry the
+// swap, I/O pressure and CPU/memory pressure of cgroup v2 files.
+func TestStatsSwapIOPressureV2(t *testing.T) {
+	e := newEnv(t)
+	ctx := context.Background()
+	root := t.TempDir()
+	e.m.host.CgroupMode = host.CgroupV2
+	e.m.stats.cgroupRoot = root
+	podID := e.runPod("p")
+	id := e.createCtr(podID, "c")
+	if err := e.m.StartContainer(ctx, id); err != nil {
+		t.Fatal(err)
+	}
+	sb, err := e.m.getSandbox(podID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pressure := "some avg10=2.00 avg60=1.00 avg300=0.50 total=1000\nfull avg10=1.00 avg60=0.50 avg300=0.25 total=500\n"
+	files := map[string]string{
+		"cpu.stat": "usage_usec 10\n", "memory.stat": "anon 1\n", "memory.current": "4096\n", "memory.max": "max\n",
+		"memory.swap.current": "1024\n", "memory.swap.max": "4096\n",
+		"cpu.pressure": pressure, "memory.pressure": pressure, "io.pressure": pressure,
+	}
+	for _, dir := range []string{e.m.containerCgroupsPath(sb, id), (&spec.Pod{ID: podID, Config: sb.cfg}).CgroupParent("cgroupfs")} {
+		d := filepath.Join(root, dir)
+		if err := os.MkdirAll(d, 0o755); err != nil {
+			t.Fatal(err)
+		}
+		for name, content := range files {
+			if err := os.WriteFile(filepath.Join(d, name), []byte(content), 0o644); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	st, err := e.m.ContainerStats(ctx, id)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if sw := st.GetSwap(); sw.GetSwapUsageBytes().GetValue() != 1024 || sw.GetSwapAvailableBytes().GetValue() != 3072 || sw.GetTimestamp() == 0 {
+		t.Errorf("swap: %v", sw)
+	}
+	wantPSI := func(what string, p *runtimeapi.PsiStats) {
+		t.Helper()
+		if p.GetSome().GetTotal() != 1_000_000 || p.GetSome().GetAvg10() != 2 || p.GetFull().GetAvg300() != 0.25 || p.GetFull().GetTotal() != 500_000 {
+			t.Errorf("%s pressure: %v", what, p)
+		}
+	}
+	wantPSI("container cpu", st.GetCpu().GetPsi())
+	wantPSI("container memory", st.GetMemory().GetPsi())
+	wantPSI("container io", st.GetIo().GetPsi())
+	ps, err := e.m.PodSandboxStats(ctx, podID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	wantPSI("pod cpu", ps.GetLinux().GetCpu().GetPsi())
+	wantPSI("pod memory", ps.GetLinux().GetMemory().GetPsi())
+	wantPSI("pod io", ps.GetLinux().GetIo().GetPsi())
+	if n := len(ps.GetLinux().GetContainers()); n != 1 || ps.GetLinux().GetContainers()[0].GetSwap() == nil {
+		t.Errorf("pod's containers: %v", ps.GetLinux().GetContainers())
+	}
+}
+
+// Where the kernel has neither swap accounting nor PSI, the fields stay
+// unset rather than zero.
+func TestStatsWithoutSwapOrPressure(t *testing.T) {
+	if u := swapUsage(sampleWith(false, false)); u != nil {
+		t.Errorf("swap without accounting: %v", u)
+	}
+	if io := ioUsage(sampleWith(true, false)); io != nil {
+		t.Errorf("io without pressure: %v", io)
+	}
+	// Swap accounted but not limited: no available bytes.
+	if u := swapUsage(sampleWith(true, false)); u == nil || u.SwapAvailableBytes != nil {
+		t.Errorf("unlimited swap: %v", u)
+	}
+	// Over the limit (the limit was lowered): none available, not a wrap.
+	over := sampleWith(true, true)
+	over.MemSwap, over.SwapLimit = 10, 5
+	if u := swapUsage(over); u.GetSwapAvailableBytes().GetValue() != 0 || u.SwapAvailableBytes == nil {
+		t.Errorf("swap over its limit: %v", u)
+	}
+}
+
+func sampleWith(hasSwap, limited bool) cgroups.Sample {
+	return cgroups.Sample{At: time.Now(), HasSwap: hasSwap, SwapLimited: limited}
+}

@@ -1,0 +1,156 @@
+package service
+
+import (
+	"bufio"
+	"context"
+	"encoding/json"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"time"
+
+	specs "github.com/opencontainers/runtime-spec/specs-go"
+
+	shimv1 "github.com/berthrt/berth/proto/berth/shim/v1"
+	"github.com/berthrt/berth/runtime/checkpoint"
+	"github.com/berthrt/berth/runtime/errdefs"
+	"github.com/berthrt/berth/runtime/oci"
+)
+
+// Checkpoint dumps a running container with CRIU and writes its writable
+// layer's changes, leaving it running. The shim does it, not berthd: it
+// owns the container's processes, and the container stays frozen from
+// before the dump until its layer is written (as CRI-O pauses around
+// both), so that the files match the memory. Nothing of the shim's
+// bookkeeping changes: the init keeps its pid, pidfd and namespaces.
+func (s *Service) Checkpoint(ctx context.Context, req *shimv1.CheckpointRequest) (*shimv1.Empty, error) {
+	return s.checkpoint(ctx, []*shimv1.CheckpointRequest{req}, req.TimeoutNs, "", "")
+}
+
+// CheckpointPod is Checkpoint for several containers as one cut (the
+// CRI's CheckpointPod): all are frozen before the first dump and thawed
+// after the last layer and the pod's /dev/shm are written, so that what
+// they share (files in /dev/shm, the layers' files) is seen at one
+// instant by every dump.
+func (s *Service) CheckpointPod(ctx context.Context, req *shimv1.CheckpointPodRequest) (*shimv1.Empty, error) {
+	if len(req.Containers) == 0 {
+		return nil, errdefs.Errorf(errdefs.ErrInvalidArgument, "no container to checkpoint")
+	}
+	if (req.ShmDir == "") != (req.ShmTar == "") {
+		return nil, errdefs.Errorf(errdefs.ErrInvalidArgument, "shm_dir and shm_tar go together")
+	}
+	return s.checkpoint(ctx, req.Containers, req.TimeoutNs, req.ShmDir, req.ShmTar)
+}
+
+func (s *Service) checkpoint(ctx context.Context, reqs []*shimv1.CheckpointRequest, timeoutNs int64, shmDir, shmTar string) (*shimv1.Empty, error) {
+	if why := s.opts.Runtime.Traits(); !why.Checkpoint {
+		return nil, errdefs.Errorf(errdefs.ErrUnimplemented, "%s", s.opts.Runtime.Kind.CheckpointUnsupported())
+	}
+	ctrs := make([]*container, len(reqs))
+	for i, req := range reqs {
+		c, err := s.running(req.Id)
+		if err != nil {
+			return nil, err
+		}
+		if c.terminal {
+			return nil, errdefs.Errorf(errdefs.ErrFailedPrecondition, "container %s has a terminal: CRIU cannot dump a terminal the shim holds", req.Id)
+		}
+		if req.ImagePath == "" || req.WorkPath == "" {
+			return nil, errdefs.Errorf(errdefs.ErrInvalidArgument, "image and work paths are required")
+		}
+		ctrs[i] = c
+	}
+	timeout := runtimeTimeout
+	if timeoutNs > 0 {
+		timeout = time.Duration(timeoutNs)
+	}
+	cctx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
+	var frozen []string
+	defer func() {
+		// Whatever happened (a dump cut short by the timeout too), the
+		// containers run on: a fresh context, not the expired one.
+		for _, id := range frozen {
+			rctx, rcancel := runtimeCtx()
+			if err := s.runRuntime(func(logFile string) *exec.Cmd { return s.opts.Runtime.Resume(rctx, id, logFile) }); err != nil {
+				s.opts.Log.Error("resume container after checkpoint", "id", id, "err", err)
+			}
+			rcancel()
+		}
+	}()
+	for _, req := range reqs {
+		if err := s.runRuntime(func(logFile string) *exec.Cmd { return s.opts.Runtime.Pause(cctx, req.Id, logFile) }); err != nil {
+			return nil, fmt.Errorf("freeze container %s: %w", req.Id, err)
+		}
+		frozen = append(frozen, req.Id)
+	}
+	for i, req := range reqs {
+		err := s.runRuntime(func(logFile string) *exec.Cmd {
+			return s.opts.Runtime.Checkpoint(cctx, req.Id, oci.CheckpointOpts{ImagePath: req.ImagePath, WorkPath: req.WorkPath, LogFile: logFile})
+		})
+		if err != nil {
+			if cctx.Err() != nil {
+				return nil, errdefs.Errorf(errdefs.ErrDeadlineExceeded, "checkpoint of container %s did not finish in %s", req.Id, timeout)
+			}
+			return nil, criuError(err, filepath.Join(req.WorkPath, checkpoint.DumpLog))
+		}
+		if req.UpperDir != "" {
+			if err := checkpoint.WriteDiff(checkpoint.DiffOptions{Upper: req.UpperDir, Lowers: req.LowerDirs, Skip: mountPoints(ctrs[i].bundle)}, req.WorkPath); err != nil {
+				return nil, fmt.Errorf("write the writable layer's changes of %s: %w", req.Id, err)
+			}
+		}
+	}
+	if shmDir != "" {
+		if err := checkpoint.WriteTree(shmDir, shmTar); err != nil {
+			return nil, fmt.Errorf("write the pod's /dev/shm: %w", err)
+		}
+	}
+	if err := cctx.Err(); err != nil {
+		return nil, errdefs.Errorf(errdefs.ErrDeadlineExceeded, "checkpoint did not finish in %s", timeout)
+	}
+	for _, req := range reqs {
+		s.opts.Log.Info("container checkpointed", "id", req.Id, "images", req.ImagePath)
+	}
+	return &shimv1.Empty{}, nil
+}
+
+// mountPoints are the destinations of the container's mounts: the
+// runtime made them in the writable layer as mount points.
+func mountPoints(bundle string) []string {
+	var spec specs.Spec
+	data, err := os.ReadFile(filepath.Join(bundle, "config.json"))
+	if err != nil || json.Unmarshal(data, &spec) != nil {
+		return nil
+	}
+	out := make([]string, 0, len(spec.Mounts))
+	for _, m := range spec.Mounts {
+		out = append(out, m.Destination)
+	}
+	return out
+}
+
+// criuError adds CRIU's own reasons (its log's Error lines) to the
+// runtime's message, which only names the log.
+func criuError(err error, logPath string) error {
+	f, ferr := os.Open(logPath)
+	if ferr != nil {
+		return err
+	}
+	defer func() { _ = f.Close() }()
+	var lines []string
+	sc := bufio.NewScanner(f)
+	for sc.Scan() {
+		if l := sc.Text(); strings.Contains(l, "Error (") {
+			lines = append(lines, strings.TrimSpace(l))
+		}
+	}
+	if len(lines) == 0 {
+		return err
+	}
+	if len(lines) > 3 {
+		lines = lines[len(lines)-3:]
+	}
+	return fmt.Errorf("%w (CRIU: %s)", err, strings.Join(lines, "; "))
+}
