@@ -294,10 +294,10 @@ var Fields = map[string]Disposition{
 	"runtime.v1.CheckpointPodRequest.container_ids":      handled("the containers dumped as one cut (all frozen, then dumped, then all thawed); empty, duplicated, another pod's: InvalidArgument; not running, two of one name, or several while the pod holds SysV IPC objects: FailedPrecondition"),
 	"runtime.v1.CheckpointPodRequest.options":            refused("berth has no checkpoint options: any key is InvalidArgument"),
 	"runtime.v1.RestorePodRequest.checkpoint_path":       handled("the pod checkpoint read (runtime/pod sandbox_restore.go), never changed; absolute, else InvalidArgument"),
-	"runtime.v1.RestorePodRequest.config":                handled("the new pod's config, with RunPodSandbox's refusals; other namespace options or hostname than the checkpointed pod's: FailedPrecondition; unset: the checkpointed pod's"),
+	"runtime.v1.RestorePodRequest.config":                handled("the new pod's config, with RunPodSandbox's refusals; other namespace options or hostname than the checkpointed pod's: FailedPrecondition; unset: InvalidArgument (never the checkpoint's)"),
 	"runtime.v1.RestorePodRequest.runtime_handler":       handled("the handler of the new pod, as RunPodSandbox; one of another runtime family than the checkpoint's: FailedPrecondition"),
 	"runtime.v1.RestorePodRequest.options":               refused("berth has no restore options: any key is InvalidArgument"),
-	"runtime.v1.RestorePodRequest.container_configs":     handled("matched to the checkpointed containers by name (exactly their names, else InvalidArgument); image, command, args, working dir, env and user must be the checkpointed process's (FailedPrecondition); the checkpointed container's mounts must be given again (InvalidArgument); the rest applied; none: the checkpointed configs, refused for containers with mounts or devices"),
+	"runtime.v1.RestorePodRequest.container_configs":     handled("matched to the checkpointed containers by name (exactly their names, else InvalidArgument); image, command, args, working dir, env and user must be the checkpointed process's (FailedPrecondition); the checkpointed container's mounts must be given again (InvalidArgument); the rest applied; a container without one: InvalidArgument (never the checkpoint's)"),
 
 	// ImageService.
 	"runtime.v1.ListImagesRequest.filter":        listFilter,

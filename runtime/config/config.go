@@ -135,6 +135,12 @@ type Security struct {
 	// pods with their own network namespace, so any user can ping
 	// (containerd's enable_unprivileged_icmp).
 	UnprivilegedICMP bool `toml:"unprivileged_icmp"`
+	// RestoreCheckpointImages lets CreateContainer restore from an OCI
+	// image marked as a checkpoint (CRI-O's form, which the kubelet can
+	// use). CRIU restores as root whatever process state the image holds,
+	// and berth can only check the result partly: off, such images are
+	// refused; restoring from an archive path (crictl) is not affected.
+	RestoreCheckpointImages bool `toml:"restore_checkpoint_images"`
 	// DeviceOwnershipFromSecurityContext makes the device nodes a
 	// container asks for (ContainerConfig.devices) owned by its
 	// run_as_user/run_as_group instead of the host node's owner, so a

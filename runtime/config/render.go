@@ -123,6 +123,10 @@ enable_selinux = {{.Security.EnableSELinux}}
 # (net.ipv4.ping_group_range="0 2147483647"). A pod's own sysctls win.
 unprivileged_ports = {{.Security.UnprivilegedPorts}}
 unprivileged_icmp = {{.Security.UnprivilegedICMP}}
+# Restore containers from OCI images marked as checkpoints (the kubelet's
+# way to restore). CRIU restores as root the process state such an image
+# holds: enable only where checkpoint images come from trusted sources.
+restore_checkpoint_images = {{.Security.RestoreCheckpointImages}}
 # Device nodes a container asks for are owned, inside it, by its
 # run_as_user/run_as_group when they are not 0 (else by the host node's
 # owner), so a non-root container can open them (as containerd's key).

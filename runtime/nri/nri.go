@@ -14,6 +14,7 @@ import (
 	"fmt"
 	"log/slog"
 	"os"
+	"path/filepath"
 	"sync"
 	"sync/atomic"
 
@@ -120,6 +121,18 @@ func (n *NRI) Start(d Domain) error {
 	}
 	n.mu.Unlock()
 	n.domain.Store(&d)
+	// The library listens before berth can chmod the socket: its directory
+	// keeps others out meanwhile (/var/run/nri by default; a directory of
+	// berth's choosing is made root-only, a shared one is the admin's).
+	dir := filepath.Dir(n.socket)
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return fmt.Errorf("NRI socket directory: %w", err)
+	}
+	if filepath.Base(dir) == "nri" {
+		if err := os.Chmod(dir, 0o700); err != nil { //nolint:gosec // a directory: root may search it, nobody else
+			return fmt.Errorf("NRI socket directory: %w", err)
+		}
+	}
 	if err := n.a.Start(); err != nil {
 		return fmt.Errorf("start NRI: %w", err)
 	}

@@ -62,6 +62,11 @@ func (m *Manager) checkpointSource(ref string) (*restoreSource, error) {
 	if _, ok := checkpoint.ImageContainerName(img.Annotations); !ok {
 		return nil, nil
 	}
+	if !m.cfg.Security.RestoreCheckpointImages {
+		// Anyone who may create a pod names its image: CRIU would restore
+		// as root the process state a tenant wrote.
+		return nil, errdefs.FailedPrecondition("image %s is a checkpoint, and restoring from checkpoint images is off (security.restore_checkpoint_images): CRIU restores their process state as root; enable it only where they come from trusted sources", ref)
+	}
 	if len(img.Chain) != 1 {
 		return nil, errdefs.InvalidArgument("checkpoint image %s has %d layers: a checkpoint image holds the archive's files in one", ref, len(img.Chain))
 	}
@@ -121,10 +126,10 @@ func (r *restoreSource) readCheckpoint() (*runtimeapi.ContainerConfig, error) {
 
 // restoreConfig returns the config to create when cfg's image is a
 // checkpoint, and the checkpoint; otherwise cfg and nil. The checkpointed
-// container's config is taken (command, environment, devices: its
-// processes come back as they were), with the request's metadata, labels,
-// log path, mounts, resources and security context; the annotations are
-// the old ones with the request's on top. The caller calls done on the
+// container's process is taken (command, arguments, environment, working
+// directory: it comes back as it was), with the request's metadata,
+// labels, log path, mounts, devices, resources and security context; the
+// annotations are the old ones with the request's on top. The caller calls done on the
 // source once the container is created (or not).
 func (m *Manager) restoreConfig(sb *sandbox, cfg *runtimeapi.ContainerConfig) (_ *runtimeapi.ContainerConfig, _ *restoreSource, err error) {
 	src, err := m.checkpointSource(cfg.GetImage().GetImage())
@@ -161,19 +166,46 @@ func (m *Manager) restoreConfig(sb *sandbox, cfg *runtimeapi.ContainerConfig) (_
 	if err := restoreMounts(orig, cfg); err != nil {
 		return nil, nil, err
 	}
+	if err := restoreDevices(orig, cfg); err != nil {
+		return nil, nil, err
+	}
+	// The archive (whoever wrote it: a checkpoint image is a tenant's)
+	// grants nothing: host paths, devices, resources and the security
+	// context are the request's alone.
 	out.Mounts = cfg.GetMounts()
-	if l := cfg.GetLinux(); l != nil {
-		if out.Linux == nil {
-			out.Linux = &runtimeapi.LinuxContainerConfig{}
-		}
-		if l.GetResources() != nil {
-			out.Linux.Resources = l.GetResources()
-		}
-		if l.GetSecurityContext() != nil {
-			out.Linux.SecurityContext = l.GetSecurityContext()
+	out.Devices = cfg.GetDevices()
+	out.CDIDevices = cfg.GetCDIDevices()
+	out.Linux = cfg.GetLinux()
+	return out, src, nil
+}
+
+// restoreDevices: every device of the checkpointed container must be
+// requested again at the same place; the archive's own host paths are
+// never used.
+func restoreDevices(orig, cfg *runtimeapi.ContainerConfig) error {
+	have := map[string]bool{}
+	for _, d := range cfg.GetDevices() {
+		have[filepath.Clean(d.GetContainerPath())] = true
+	}
+	for _, d := range cfg.GetCDIDevices() {
+		have["cdi:"+d.GetName()] = true
+	}
+	var missing []string
+	for _, d := range orig.GetDevices() {
+		if p := filepath.Clean(d.GetContainerPath()); !have[p] {
+			missing = append(missing, p)
 		}
 	}
-	return out, src, nil
+	for _, d := range orig.GetCDIDevices() {
+		if !have["cdi:"+d.GetName()] {
+			missing = append(missing, d.GetName())
+		}
+	}
+	if len(missing) > 0 {
+		sort.Strings(missing)
+		return errdefs.InvalidArgument("restoring needs the checkpointed container's devices %s in the container config", strings.Join(missing, ", "))
+	}
+	return nil
 }
 
 // restoreImage finds the checkpointed container's image on this node: by

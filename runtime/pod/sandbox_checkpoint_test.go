@@ -134,21 +134,32 @@ func TestCheckpointPodLayout(t *testing.T) {
 	}
 
 	pods := len(e.m.ListPodSandbox(ctx, nil))
+	// A new pod of the checkpointed one's host name (CRIU sets it again).
+	newCfg := func() *runtimeapi.PodSandboxConfig {
+		c := podConfig("p")
+		c.Metadata.Name, c.Metadata.Uid = "q", "uid-q"
+		return c
+	}
+	both := func() []*runtimeapi.ContainerConfig {
+		return []*runtimeapi.ContainerConfig{ctrConfig("a"), ctrConfig("b")}
+	}
 	for name, tc := range map[string]struct {
 		req  RestorePodRequest
 		want error
 	}{
-		"relative path":    {RestorePodRequest{Path: "ckpt"}, errdefs.ErrInvalidArgument},
-		"options":          {RestorePodRequest{Path: out, Options: map[string]string{"k": "v"}}, errdefs.ErrInvalidArgument},
-		"not a checkpoint": {RestorePodRequest{Path: t.TempDir()}, errdefs.ErrInvalidArgument},
-		"gVisor":           {RestorePodRequest{Path: out, Handler: "runsc"}, errdefs.ErrUnimplemented},
-		"a name missing":   {RestorePodRequest{Path: out, Containers: []*runtimeapi.ContainerConfig{ctrConfig("a")}}, errdefs.ErrInvalidArgument},
-		"a name too many":  {RestorePodRequest{Path: out, Containers: []*runtimeapi.ContainerConfig{ctrConfig("a"), ctrConfig("b"), ctrConfig("c")}}, errdefs.ErrInvalidArgument},
-		"another command":  {RestorePodRequest{Path: out, Containers: []*runtimeapi.ContainerConfig{ctrConfig("a"), withCommand(ctrConfig("b"), "sleep")}}, errdefs.ErrFailedPrecondition},
-		"refused by Check": {RestorePodRequest{Path: out, Check: func(*runtimeapi.PodSandboxConfig, []*runtimeapi.ContainerConfig) error {
+		"relative path":        {RestorePodRequest{Path: "ckpt", Config: newCfg(), Containers: both()}, errdefs.ErrInvalidArgument},
+		"options":              {RestorePodRequest{Path: out, Config: newCfg(), Containers: both(), Options: map[string]string{"k": "v"}}, errdefs.ErrInvalidArgument},
+		"not a checkpoint":     {RestorePodRequest{Path: t.TempDir(), Config: newCfg(), Containers: both()}, errdefs.ErrInvalidArgument},
+		"gVisor":               {RestorePodRequest{Path: out, Config: newCfg(), Containers: both(), Handler: "runsc"}, errdefs.ErrUnimplemented},
+		"no pod config":        {RestorePodRequest{Path: out, Containers: both()}, errdefs.ErrInvalidArgument},
+		"no container configs": {RestorePodRequest{Path: out, Config: newCfg()}, errdefs.ErrInvalidArgument},
+		"a name missing":       {RestorePodRequest{Path: out, Config: newCfg(), Containers: []*runtimeapi.ContainerConfig{ctrConfig("a")}}, errdefs.ErrInvalidArgument},
+		"a name too many":      {RestorePodRequest{Path: out, Config: newCfg(), Containers: append(both(), ctrConfig("c"))}, errdefs.ErrInvalidArgument},
+		"another command":      {RestorePodRequest{Path: out, Config: newCfg(), Containers: []*runtimeapi.ContainerConfig{ctrConfig("a"), withCommand(ctrConfig("b"), "sleep")}}, errdefs.ErrFailedPrecondition},
+		"refused by Check": {RestorePodRequest{Path: out, Config: newCfg(), Containers: both(), Check: func(*runtimeapi.PodSandboxConfig, []*runtimeapi.ContainerConfig) error {
 			return errdefs.InvalidArgument("no")
 		}}, errdefs.ErrInvalidArgument},
-		"the pod's name is": {RestorePodRequest{Path: out}, errdefs.ErrAlreadyExists},
+		"the pod's name is": {RestorePodRequest{Path: out, Config: podConfig("p"), Containers: both()}, errdefs.ErrAlreadyExists},
 	} {
 		t.Run(name, func(t *testing.T) {
 			if _, _, err := e.m.RestorePod(ctx, tc.req); !errors.Is(err, tc.want) {
@@ -158,8 +169,7 @@ func TestCheckpointPodLayout(t *testing.T) {
 	}
 	// Past every check, the fake CRIU images are not there: the
 	// container's restore fails, and the new pod goes with it.
-	cfg := podConfig("restored")
-	if _, _, err := e.m.RestorePod(ctx, RestorePodRequest{Path: out, Config: cfg}); err == nil {
+	if _, _, err := e.m.RestorePod(ctx, RestorePodRequest{Path: out, Config: newCfg(), Containers: both()}); err == nil {
 		t.Error("RestorePod without CRIU images succeeded")
 	}
 	if n := len(e.m.ListPodSandbox(ctx, nil)); n != pods {

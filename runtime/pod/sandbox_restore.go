@@ -124,9 +124,12 @@ func (m *Manager) readPodRestore(req RestorePodRequest) (*podRestore, error) {
 	if k := handlerKind(r.handler); string(k) != d.RuntimeKind {
 		return nil, errdefs.FailedPrecondition("the checkpoint was made on a %s handler (%s); handler %s runs %s", d.RuntimeKind, d.Handler, r.handler.Name, k)
 	}
+	// The checkpoint is input, whoever wrote it: the pod's and the
+	// containers' configs (namespaces, privileges, host paths) are the
+	// request's, as the CRI asks, never the checkpoint's.
 	r.cfg = req.Config
 	if r.cfg == nil {
-		r.cfg = r.old
+		return nil, errdefs.InvalidArgument("RestorePodRequest.config is required: the restored pod's config is never taken from the checkpoint")
 	}
 	if err := compatiblePod(r.old, r.cfg); err != nil {
 		return nil, err

@@ -73,14 +73,8 @@ func (m *Manager) podContainerConfig(name string, rs *restoreSource, orig, cfg *
 		return nil, err
 	}
 	if cfg == nil {
-		// Host paths are not taken from a checkpoint (as for one
-		// container): who restores names them in a config.
-		if len(orig.GetMounts()) > 0 || len(orig.GetDevices()) > 0 {
-			return nil, errdefs.InvalidArgument("container %s had mounts or devices: restoring it needs its config in container_configs, naming them", name)
-		}
-		out := proto.Clone(orig).(*runtimeapi.ContainerConfig)
-		out.Image = &runtimeapi.ImageSpec{Image: image}
-		return out, nil
+		// Privileges and host paths are never taken from a checkpoint.
+		return nil, errdefs.InvalidArgument("container_configs has no config for the checkpointed container %q: a restored container's config is never taken from the checkpoint", name)
 	}
 	if err := m.sameProcess(name, image, orig, cfg); err != nil {
 		return nil, err

@@ -29,7 +29,8 @@ func TestCheckpointRestoreImage(t *testing.T) {
 		t.Skip("criu is not installed (test/scripts/deps.sh installs it)")
 	}
 	reg := fixtures.Registry(t)
-	b := harness.Start(t, harness.Options{Mirrors: fixtures.Mirrors(reg), DefaultRuntime: "runc"})
+	b := harness.Start(t, harness.Options{Mirrors: fixtures.Mirrors(reg), DefaultRuntime: "runc",
+		Extra: "[security]\nrestore_checkpoint_images = true\n"})
 	dir := t.TempDir()
 	pod, ctr := podWithContainer(t, b, dir, "counter", counterScript)
 	waitCount(t, b, ctr, 20)

@@ -164,9 +164,14 @@ func TestCheckpointRestorePod(t *testing.T) {
 		t.Errorf("the restored container's labels are %v, not the restore-time config's", st.GetLabels())
 	}
 
-	// With no configs: the checkpointed pod again, once it is gone.
+	// Without configs: refused, as the CRI asks (a checkpoint never
+	// supplies a pod's privileges or host paths).
+	if _, err := rt.RestorePod(ctx, &runtimeapi.RestorePodRequest{CheckpointPath: out}); status.Code(err) != codes.InvalidArgument {
+		t.Errorf("RestorePod without configs: %v, want InvalidArgument", err)
+	}
+	// The same checkpoint again, once the pods are gone.
 	b.Crictl(t, "rmp", "-f", pod, pod2)
-	pod3, again := restorePod(ctx, t, rt, &runtimeapi.RestorePodRequest{CheckpointPath: out})
+	pod3, again := restorePod(ctx, t, rt, &runtimeapi.RestorePodRequest{CheckpointPath: out, Config: restoreCfg, ContainerConfigs: configs})
 	checkRestoredPod(t, b, again, before, after)
 
 	// CRIU dumps the pod's SysV objects with each container and would
@@ -301,12 +306,14 @@ func TestCheckpointRestorePodSharedPID(t *testing.T) {
 		t.Fatal(err)
 	}
 	ids := map[string]string{}
+	var configs []*runtimeapi.ContainerConfig
 	for name, script := range map[string]string{"writer": shmWriter, "reader": shmReader} {
 		cfg := ctrSpec(name, "sh", "-c", script)
 		cfg.Linux.SecurityContext.NamespaceOptions.Pid = runtimeapi.NamespaceMode_POD
 		if name == "writer" {
 			cfg.Linux.SecurityContext.Capabilities = &runtimeapi.Capability{AddCapabilities: []string{"SYS_ADMIN"}}
 		}
+		configs = append(configs, cfg)
 		c, err := rt.CreateContainer(ctx, &runtimeapi.CreateContainerRequest{PodSandboxId: run.PodSandboxId, Config: cfg, SandboxConfig: podCfg})
 		if err != nil {
 			t.Fatal(err)
@@ -317,7 +324,8 @@ func TestCheckpointRestorePodSharedPID(t *testing.T) {
 		ids[name] = c.ContainerId
 	}
 	waitShm(t, b, ids["reader"], 20)
-	pids := strings.TrimSpace(b.Crictl(t, "exec", ids["reader"], "pgrep", "-f", "count.new"))
+	// The oldest: the writer's shell, not a child it forked meanwhile.
+	pids := strings.TrimSpace(b.Crictl(t, "exec", ids["reader"], "pgrep", "-o", "-f", "count.new"))
 	out := filepath.Join(dir, "ckpt")
 	if err := os.Mkdir(out, 0o700); err != nil {
 		t.Fatal(err)
@@ -328,9 +336,9 @@ func TestCheckpointRestorePodSharedPID(t *testing.T) {
 	}
 	after := shmCount(t, b, ids["reader"])
 	b.Crictl(t, "rmp", "-f", run.PodSandboxId)
-	_, restored := restorePod(ctx, t, rt, &runtimeapi.RestorePodRequest{CheckpointPath: out})
+	_, restored := restorePod(ctx, t, rt, &runtimeapi.RestorePodRequest{CheckpointPath: out, Config: podCfg, ContainerConfigs: configs})
 	checkRestoredPod(t, b, restored, before, after)
-	if got := strings.TrimSpace(b.Crictl(t, "exec", restored["reader"], "pgrep", "-f", "count.new")); got != pids {
+	if got := strings.TrimSpace(b.Crictl(t, "exec", restored["reader"], "pgrep", "-o", "-f", "count.new")); got != pids {
 		t.Errorf("the writer's pid in the restored pod's PID namespace is %q, was %q", got, pids)
 	}
 }

@@ -42,9 +42,10 @@ func imageBuilders(agnhostBin, porterDir string) map[string]func(t *testing.T) v
 // out as its Dockerfile does: /agnhost with an agnhost-2 link (the
 // entrypoint specs run either), /uploads for netexec, porter's TLS pair in
 // /, a user 1000 in a group 50000 defined in the image (the
-// supplemental-groups specs read them), and the clients the networking
-// specs run in it: curl, and a netcat that speaks UDP (busybox's does
-// not) ahead of busybox's in $PATH.
+// supplemental-groups specs read them), bash (the probe specs run
+// /bin/bash), and the clients the networking and hook specs run in it:
+// curl, and a netcat that speaks UDP (busybox's does not) ahead of
+// busybox's in $PATH.
 func agnhost(t *testing.T, bin, porterDir string) v1.Image {
 	t.Helper()
 	body, err := os.ReadFile(bin)
@@ -60,7 +61,7 @@ func agnhost(t *testing.T, bin, porterDir string) v1.Image {
 		{Name: "etc/group", Body: "root:x:0:\nnogroup:x:65534:\nuser-defined-in-image:x:1000:\n" +
 			"group-defined-in-image:x:50000:user-defined-in-image\n"},
 	}
-	files = append(files, fixtures.HostPrograms(t, "/usr/bin/curl", "/bin/nc.openbsd")...)
+	files = append(files, fixtures.HostPrograms(t, "/bin/bash", "/usr/bin/curl", "/bin/nc.openbsd")...)
 	files = append(files, registry.File{Name: "usr/local/bin/nc", Type: tar.TypeSymlink, Link: "/bin/nc.openbsd"})
 	for _, f := range []string{"localhost.crt", "localhost.key"} {
 		data, err := os.ReadFile(filepath.Join(porterDir, f))
@@ -74,11 +75,14 @@ func agnhost(t *testing.T, bin, porterDir string) v1.Image {
 
 // busybox is test/fixtures' busybox userland with every applet in /bin
 // too, as upstream's busybox image has them (specs run /bin/sysctl, which
-// Debian's busybox lists under /sbin), plus extra files. Its shell is
-// Debian's bash (agnhost specs run /bin/bash): Debian's busybox 1.35 sh,
-// like dash, drops environment variables whose names are not identifiers
-// (the envFrom specs' "data-1") before it runs a program; upstream's
-// images pass them on, as bash does.
+// Debian's busybox lists under /sbin), plus extra files.
+//
+// Its sh is Debian's busybox ash, which differs from upstream's in one way
+// the specs see: Debian reverts upstream's passing of environment
+// variables whose names are not identifiers (debian/patches/
+// revert-9c143ce5…), so the envFrom specs' "data-1" never reaches `env`.
+// Those two specs fail on every runtime here; bash as sh would pass them
+// and fail the read-only-rootfs spec, which expects ash's error text.
 func busybox(t *testing.T, cfg v1.Config, extra ...registry.File) v1.Image {
 	t.Helper()
 	out, err := exec.Command("/bin/busybox", "--list-full").Output()
@@ -96,8 +100,6 @@ func busybox(t *testing.T, cfg v1.Config, extra ...registry.File) v1.Image {
 			links = append(links, registry.File{Name: name, Type: tar.TypeSymlink, Link: "busybox"})
 		}
 	}
-	links = append(links, fixtures.HostPrograms(t, "/bin/bash")...)
-	links = append(links, registry.File{Name: "bin/sh", Type: tar.TypeSymlink, Link: "bash"})
 	return fixtures.Busybox(t, cfg, append(links, extra...)...)
 }
 

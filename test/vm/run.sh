@@ -59,6 +59,7 @@ mkdir -p "$pay/bin" "$pay/critest"
 (cd "$repo" && go test -c -o "$pay/e2e.test" ./test/e2e)
 (cd "$repo" && go test -c -o "$pay/critest/critest.test" ./test/critest)
 cp -r "$repo/test/critest/expected" "$pay/critest/"
+cp -r "$here/critest" "$pay/critest-more"
 cp /usr/local/sbin/runc "$pay/bin/runc"
 for tool in crictl critest; do
 	cp "$(command -v $tool 2>/dev/null || echo "$gobin/$tool")" "$pay/bin/"
