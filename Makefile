@@ -58,7 +58,9 @@ check: build lint
 	go test -race $(GO_PKGS)
 
 # Everything, as CI runs it: make check, prerequisites, generated code, unit
-# and root tests, and the CRI validation suite on every handler.
+# and root tests, and the CRI validation suite on every handler. The cgroup
+# v2 + systemd suite in its VM (make test-vm, about 23 minutes) joins it
+# once it is green there.
 test-all: check test-deps protos test test-root critest-all
 
 # The leak test at length: 500 pod lifecycles across handlers (make soak

@@ -54,9 +54,10 @@ state = %[2]q
 `
 
 // startContainerd runs containerd and its runc shim from bin (built by
-// build.sh) on a root under dir, with the registry at mirror for the
-// hosts the suite pulls from; it returns the CRI socket.
-func startContainerd(t *testing.T, bin, dir, logDir, mirror, runc string) string {
+// build.sh) on a fresh root, with the registry at mirror for the hosts
+// the suite pulls from; it returns the CRI socket. The root is under
+// /tmp, not the test's directory: unix socket paths are short.
+func startContainerd(t *testing.T, bin, logDir, mirror, runc string) string {
 	t.Helper()
 	base, err := os.MkdirTemp("", "nc-ctrd-")
 	if err != nil {

@@ -41,7 +41,10 @@ gobin=$(go env GOPATH)/bin
 for tool in qemu-system-x86_64 debootstrap debugfs; do
 	command -v $tool >/dev/null || { echo "$tool missing: make test-deps" >&2; exit 1; }
 done
-/usr/local/sbin/runc --version 2>/dev/null | grep -q '^runc version 1\.5\.2$' || { echo "runc v1.5.2 missing in /usr/local/sbin: make test-deps" >&2; exit 1; }
+# Whole output first: grep -q would end the pipe early, and pipefail
+# would count runc's SIGPIPE.
+runc_version=$(/usr/local/sbin/runc --version 2>/dev/null || true)
+grep -q '^runc version 1\.5\.2$' <<<"$runc_version" || { echo "runc v1.5.2 missing in /usr/local/sbin: make test-deps" >&2; exit 1; }
 for tool in crictl critest; do
 	[ -x "$gobin/$tool" ] || command -v $tool >/dev/null || { echo "$tool missing: make test-deps" >&2; exit 1; }
 done
