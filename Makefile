@@ -86,7 +86,7 @@ critest-all:
 
 # berth on cgroup v2 with systemd, both cgroup drivers, in a Debian 12 VM
 # under qemu's emulation (TCG): test/vm/README.md. The image is built once
-# (_output/vm); results in _output/vm/results. VM_SUITES etc. choose what
+# (/var/cache/berth-vm); results in _output/vm/results. VM_SUITES etc. choose what
 # runs (test/vm/run.sh).
 test-vm:
 	@[ "$$(id -u)" = 0 ] || { echo "test-vm needs root"; exit 1; }

@@ -16,11 +16,13 @@ import (
 	"fmt"
 	"os"
 	"os/exec"
+	"os/signal"
 	"path/filepath"
 	"regexp"
 	"sort"
 	"strconv"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -135,7 +137,19 @@ func runE2E(t *testing.T, e2eTest, kubeconfig, socket, kubeletRoot, report, logP
 		// No cloud or node logs to collect, no SSH to the node.
 		"--disable-log-dump", "--e2e-output-dir=" + filepath.Dir(logPath),
 	}
-	cmd := exec.CommandContext(t.Context(), filepath.Join(*k8sBin, "ginkgo"), args...)
+	// A ^C or SIGTERM ends the suite, not the test: the cleanups then
+	// stop the kubelet, the control plane and the runtime, and remove
+	// the pods, instead of leaving them to the next run.
+	ctx, stop := signal.NotifyContext(t.Context(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	cmd := exec.CommandContext(ctx, filepath.Join(*k8sBin, "ginkgo"), args...)
+	// Interrupted as a terminal's ^C does, the whole group (ginkgo and its
+	// parallel e2e.test processes, which handle it), the specs run their
+	// cleanups and stop; ginkgo alone ignores it, and killed it would
+	// leave the e2e.test processes running.
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	cmd.Cancel = func() error { return syscall.Kill(-cmd.Process.Pid, syscall.SIGINT) }
+	cmd.WaitDelay = 2 * time.Minute
 	cmd.Stdout, cmd.Stderr = logf, logf
 	cmd.Dir = t.TempDir()
 	return cmd.Run()

@@ -5,7 +5,7 @@
 # host's Debian kernel and initrd beside it (linux-image-amd64; its
 # modules are copied in). Prints the image's path.
 #
-#   test/vm/image.sh [OUTDIR]     (default _output/vm; needs root)
+#   test/vm/image.sh [OUTDIR]     (default /var/cache/berth-vm; needs root)
 #
 # The image is named by a hash of the package list, this script, the
 # files under test/vm/guest and the kernel's version: any change builds a
@@ -14,7 +14,7 @@
 set -euo pipefail
 
 here=$(cd "$(dirname "$0")" && pwd)
-out=${1:-$here/../../_output/vm}
+out=${1:-/var/cache/berth-vm}
 mkdir -p "$out"
 out=$(cd "$out" && pwd)
 

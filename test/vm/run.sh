@@ -13,6 +13,8 @@
 #   VM_TIMEOUT   minutes before qemu is killed (default 60)
 #   VM_MEM       guest memory in MiB (default 3072); VM_CPUS (default 2)
 #   VM_OUT       output directory (default _output/vm)
+#   VM_CACHE     where the image is kept between runs (default
+#                /var/cache/berth-vm: CI's clones are fresh, the machine is not)
 #
 # Each run: builds the image if its inputs changed (image.sh), builds the
 # static berthd and berth-shim and the e2e and critest test binaries,
@@ -50,7 +52,8 @@ for tool in crictl critest; do
 done
 
 t0=$(date +%s)
-img=$("$here/image.sh" "$out")
+cache=${VM_CACHE:-/var/cache/berth-vm}
+img=$("$here/image.sh" "$cache")
 hash=${img##*/image-}
 hash=${hash%.raw}
 
@@ -80,9 +83,11 @@ t1=$(date +%s)
 echo "image and payload ready in $((t1 - t0))s; booting (TCG, ${VM_CPUS} CPUs, ${VM_MEM} MiB, at most ${VM_TIMEOUT} min)"
 
 rc=0
+# mitigations=off: the guest runs only the tests, and is thrown away;
+# emulated, the mitigations' costs are many times the real ones.
 timeout --foreground -k 10 "${VM_TIMEOUT}m" qemu-system-x86_64 -accel tcg -m "$VM_MEM" -smp "$VM_CPUS" \
-	-kernel "$out/vmlinuz-$hash" -initrd "$out/initrd-$hash" \
-	-append "console=ttyS0 root=/dev/vda rw panic=-1 loglevel=4" \
+	-kernel "$cache/vmlinuz-$hash" -initrd "$cache/initrd-$hash" \
+	-append "console=ttyS0 root=/dev/vda rw panic=-1 loglevel=4 mitigations=off" \
 	-drive "file=$img,format=raw,if=virtio,snapshot=on" \
 	-drive "file=$out/payload.img,format=raw,if=virtio" \
 	-nic user,model=virtio-net-pci,restrict=on \

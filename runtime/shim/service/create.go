@@ -47,7 +47,7 @@ func (s *Service) Create(_ context.Context, req *shimv1.CreateRequest) (*shimv1.
 	}
 	if c.memCgroup != "" {
 		// The runtime made the cgroup; OOM kills are seen as they happen.
-		w := watchOOM(c.memCgroup)
+		w := watchOOM(c.memCgroup, &s.ooms)
 		c.mu.Lock()
 		stopped := c.status == shimv1.Status_STATUS_STOPPED
 		if !stopped {

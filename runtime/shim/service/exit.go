@@ -53,13 +53,7 @@ const ioGrace = 2 * time.Second
 func (s *Service) containerExited(c *container, e reaper.Exit) {
 	// First, while the cgroup is there: systemd removes a scope's (the
 	// systemd driver's containers) soon after its last process exits.
-	// Then what the watch saw while the container ran.
-	oom := c.memCgroup != "" && oomKilled(c.memCgroup)
-	c.mu.Lock()
-	w := c.oomWatch
-	c.oomWatch = nil
-	c.mu.Unlock()
-	oom = w.stop() || oom
+	oom := s.exitOOM(c, e.Status)
 	done := make(chan struct{})
 	go func() { c.io.Wait(); close(done) }()
 	select {

@@ -3,18 +3,30 @@ package service
 import (
 	"os"
 	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
 	"sync/atomic"
 
 	"golang.org/x/sys/unix"
 )
 
+// OOM kills. A container's memory cgroup counts them (cgroup v2
+// memory.events, v1 memory.oom_control), but reading it once the init has
+// exited can be too late: with the systemd cgroup driver the container is
+// a scope, which systemd stops, removing its cgroup, as soon as it is
+// empty. So the count is followed while the container runs (oomWatch);
+// and since the kernel delays the notification of a change (at most one
+// per 10 ms per file) while systemd hears of the scope's emptiness at
+// once, a kill can still be missed. The pod's cgroup, the parent, counts
+// its containers' kills too and outlives them: a container killed by
+// SIGKILL whose cgroup is gone is OOM-killed when the parent counts a
+// kill that none of the pod's containers, still there to be read,
+// accounts for (oomLedger).
+
 // oomWatch follows a container's memory cgroup for OOM kills while the
-// container lives. Reading memory.events once the init has exited is too
-// late where the cgroup goes with its last process: with the systemd
-// cgroup driver the container is a scope, which systemd stops, removing
-// its cgroup, as soon as it is empty. cgroup v2 reports every change of
-// memory.events as a modification of the file (inotify); the count is
-// read at each, while the cgroup is still there.
+// container lives. cgroup v2 reports every change of memory.events as a
+// modification of the file (inotify); the count is read at each.
 type oomWatch struct {
 	f      *os.File
 	killed atomic.Bool
@@ -25,7 +37,7 @@ type oomWatch struct {
 // nothing to watch (cgroup v1's memory.oom_control raises no inotify
 // event; it stays until the runtime deletes the container, and is read
 // at the exit).
-func watchOOM(dir string) *oomWatch {
+func watchOOM(dir string, ledger *oomLedger) *oomWatch {
 	events := filepath.Join(dir, "memory.events")
 	fd, err := unix.InotifyInit1(unix.IN_CLOEXEC | unix.IN_NONBLOCK)
 	if err != nil {
@@ -35,26 +47,30 @@ func watchOOM(dir string) *oomWatch {
 		_ = unix.Close(fd)
 		return nil
 	}
+	ledger.start(filepath.Dir(dir))
 	// Non-blocking: the runtime's poller reads it, and Close ends a read.
 	w := &oomWatch{f: os.NewFile(uintptr(fd), "inotify"), done: make(chan struct{})}
-	go w.run(dir)
+	go w.run(dir, ledger)
 	return w
 }
 
-func (w *oomWatch) run(dir string) {
+func (w *oomWatch) run(dir string, ledger *oomLedger) {
 	defer close(w.done)
 	buf := make([]byte, 4096)
 	for {
 		// First before any event: a kill may have come before the watch.
-		if oomKilled(dir) {
+		n, ok := oomKills(dir)
+		if !ok {
+			return // the cgroup is gone
+		}
+		// What the parent counted so far is explained.
+		ledger.settle(filepath.Dir(dir))
+		if n > 0 {
 			w.killed.Store(true)
 			return
 		}
 		if _, err := w.f.Read(buf); err != nil {
 			return // closed by stop
-		}
-		if _, err := os.Stat(filepath.Join(dir, "memory.events")); err != nil {
-			return // the cgroup is gone
 		}
 	}
 }
@@ -67,4 +83,96 @@ func (w *oomWatch) stop() bool {
 	_ = w.f.Close() // ends a pending read
 	<-w.done
 	return w.killed.Load()
+}
+
+// oomLedger holds, per parent cgroup (a pod's), the OOM kills it counted
+// that its containers' own counts explain.
+type oomLedger struct {
+	mu        sync.Mutex
+	explained map[string]uint64
+}
+
+// start takes parent's count as explained when it is new: kills before
+// the shim watched are not its containers'.
+func (l *oomLedger) start(parent string) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if _, ok := l.explained[parent]; !ok {
+		if n, ok := oomKills(parent); ok {
+			if l.explained == nil {
+				l.explained = map[string]uint64{}
+			}
+			l.explained[parent] = n
+		}
+	}
+}
+
+// settle takes parent's count as explained: a container's own count was
+// read after it.
+func (l *oomLedger) settle(parent string) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if _, ok := l.explained[parent]; ok {
+		if n, ok := oomKills(parent); ok {
+			l.explained[parent] = n
+		}
+	}
+}
+
+// unexplained reports whether parent counted a kill no container
+// explained, and takes it as explained now.
+func (l *oomLedger) unexplained(parent string) bool {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	prev, ok := l.explained[parent]
+	n, readable := oomKills(parent)
+	if !ok || !readable {
+		return false
+	}
+	l.explained[parent] = n
+	return n > prev
+}
+
+// exitOOM reports whether container c, which exited with status, was
+// OOM-killed: by its cgroup, read at once (it may go soon), or by what its
+// watch saw, or, with its cgroup gone after a SIGKILL, by its pod's.
+func (s *Service) exitOOM(c *container, status int) bool {
+	if c.memCgroup == "" {
+		return false
+	}
+	oom := oomKilled(c.memCgroup)
+	_, readable := oomKills(c.memCgroup)
+	c.mu.Lock()
+	w := c.oomWatch
+	c.oomWatch = nil
+	c.mu.Unlock()
+	oom = w.stop() || oom
+	parent := filepath.Dir(c.memCgroup)
+	switch {
+	case oom || readable:
+		s.ooms.settle(parent)
+	case w != nil && status == 128+int(unix.SIGKILL):
+		oom = s.ooms.unexplained(parent)
+	default:
+		// Not killed: what the pod counted so far was not this one's
+		// death; let it not be taken for a later one's.
+		s.ooms.settle(parent)
+	}
+	return oom
+}
+
+// oomKills reads the OOM kill count of cgroup v2's memory.events in dir;
+// ok is false when there is none to read.
+func oomKills(dir string) (n uint64, ok bool) {
+	data, err := os.ReadFile(filepath.Join(dir, "memory.events"))
+	if err != nil {
+		return 0, false
+	}
+	for _, line := range strings.Split(string(data), "\n") {
+		if v, found := strings.CutPrefix(line, "oom_kill "); found {
+			n, err := strconv.ParseUint(strings.TrimSpace(v), 10, 64)
+			return n, err == nil
+		}
+	}
+	return 0, false
 }

@@ -48,6 +48,8 @@ type Service struct {
 	// before its runtime command returned and told its pid.
 	early map[int]reaper.Exit
 	subs  map[chan *shimv1.Event]struct{}
+	// ooms explains the OOM kills the pod's cgroup counts (oom.go).
+	ooms oomLedger
 }
 
 // New starts the reaper and returns the service.
