@@ -6,7 +6,9 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -19,8 +21,8 @@ import (
 // TestSystemdService runs berthd as dist/berthd.service under systemd,
 // with the systemd cgroup driver: it starts once the socket serves
 // (Type=notify), a pod runs, a restart of the unit leaves the pod running
-// (KillMode=process) and berthd finds it again, a reload keeps it active,
-// and once the pod and the unit are stopped nothing of berth is left in
+// (KillMode=process) and berthd finds it again, so does a stop and a
+// start, a reload keeps it active, and once the pod and the unit are stopped nothing of berth is left in
 // systemd. It installs a unit, so it runs only where
 // BERTH_SYSTEMD_UNIT names the unit file (test/vm sets it).
 func TestSystemdService(t *testing.T) {
@@ -148,6 +150,20 @@ func TestSystemdService(t *testing.T) {
 		t.Errorf("after a reload berthd.service is %s", st)
 	}
 
+	// A stop of berthd is not a stop of its pods (KillMode=process): the
+	// container's process and scope stay, and berthd finds them again.
+	harness.Systemctl(t, "stop", unitName)
+	if err := syscall.Kill(atoi(t, pid), 0); err != nil {
+		t.Errorf("the container's init %s after berthd.service stopped: %v", pid, err)
+	}
+	if st := harness.UnitProperty(t, "berth-"+ctr+".scope", "ActiveState"); st != "active" {
+		t.Errorf("after berthd.service stopped the container's scope is %s", st)
+	}
+	harness.Systemctl(t, "start", unitName)
+	if st := crictl("inspect", "-o", "go-template", "--template", "{{.status.state}}", ctr); st != runtimeapi.ContainerState_CONTAINER_RUNNING.String() || pidOf() != pid {
+		t.Errorf("after a stop and start of the unit the container is %s (pid %s, was %s)", st, pidOf(), pid)
+	}
+
 	crictl("rmp", "-f", pod)
 	harness.Systemctl(t, "stop", unitName)
 	deadline := time.Now().Add(10 * time.Second)
@@ -161,4 +177,13 @@ func TestSystemdService(t *testing.T) {
 		}
 		time.Sleep(200 * time.Millisecond)
 	}
+}
+
+func atoi(t *testing.T, s string) int {
+	t.Helper()
+	n, err := strconv.Atoi(s)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return n
 }

@@ -40,7 +40,14 @@ mirror=${mirror:-http://deb.debian.org/debian}
 
 pkgs=$(grep -v '^#' "$here/packages" | grep . | paste -sd, -)
 root=$(mktemp -d "$out/rootfs.XXXXXX")
-trap 'rm -rf "$root" "$img.tmp"' EXIT
+# Interrupted, debootstrap leaves the host's /proc (and more) mounted in
+# the root: unmount before removing, or rm would reach into them.
+cleanup() {
+	grep -o " $root/[^ ]*" /proc/mounts | sort -r | while read -r m; do umount -l "$m"; done
+	rm -rf --one-file-system "$root" "$img.tmp"
+}
+trap cleanup EXIT
+trap 'exit 1' INT TERM
 echo "debootstrap bookworm from $mirror ($pkgs)" >&2
 debootstrap --variant=minbase --include="$pkgs" bookworm "$root" "$mirror" >"$out/debootstrap.log" 2>&1 ||
 	{ tail -20 "$out/debootstrap.log" >&2; exit 1; }

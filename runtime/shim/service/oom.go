@@ -56,15 +56,21 @@ func watchOOM(dir string, ledger *oomLedger) *oomWatch {
 
 func (w *oomWatch) run(dir string, ledger *oomLedger) {
 	defer close(w.done)
+	parent := filepath.Dir(dir)
 	buf := make([]byte, 4096)
 	for {
 		// First before any event: a kill may have come before the watch.
+		// The pod's count first: the kernel counts a kill in the
+		// container's cgroup before its parents', so a kill the pod's
+		// count holds is in the container's, read after it.
+		p, pok := oomKills(parent)
 		n, ok := oomKills(dir)
 		if !ok {
 			return // the cgroup is gone
 		}
-		// What the parent counted so far is explained.
-		ledger.settle(filepath.Dir(dir))
+		if pok {
+			ledger.settle(parent, p)
+		}
 		if n > 0 {
 			w.killed.Store(true)
 			return
@@ -107,15 +113,14 @@ func (l *oomLedger) start(parent string) {
 	}
 }
 
-// settle takes parent's count as explained: a container's own count was
-// read after it.
-func (l *oomLedger) settle(parent string) {
+// settle takes the count n, read from parent before one of its
+// containers' own counts was, as explained: the container's count holds
+// its kills among them.
+func (l *oomLedger) settle(parent string, n uint64) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	if _, ok := l.explained[parent]; ok {
-		if n, ok := oomKills(parent); ok {
-			l.explained[parent] = n
-		}
+	if prev, ok := l.explained[parent]; ok && n > prev {
+		l.explained[parent] = n
 	}
 }
 
@@ -140,6 +145,8 @@ func (s *Service) exitOOM(c *container, status int) bool {
 	if c.memCgroup == "" {
 		return false
 	}
+	parent := filepath.Dir(c.memCgroup)
+	p, pok := oomKills(parent) // before the container's (see run)
 	oom := oomKilled(c.memCgroup)
 	_, readable := oomKills(c.memCgroup)
 	c.mu.Lock()
@@ -147,16 +154,13 @@ func (s *Service) exitOOM(c *container, status int) bool {
 	c.oomWatch = nil
 	c.mu.Unlock()
 	oom = w.stop() || oom
-	parent := filepath.Dir(c.memCgroup)
-	switch {
-	case oom || readable:
-		s.ooms.settle(parent)
-	case w != nil && status == 128+int(unix.SIGKILL):
-		oom = s.ooms.unexplained(parent)
-	default:
-		// Not killed: what the pod counted so far was not this one's
-		// death; let it not be taken for a later one's.
-		s.ooms.settle(parent)
+	if w != nil && !oom && !readable && status == 128+int(unix.SIGKILL) {
+		return s.ooms.unexplained(parent)
+	}
+	// Read in the container's cgroup, or not a kill: what the pod
+	// counted before is not to be taken for a later container's.
+	if pok {
+		s.ooms.settle(parent, p)
 	}
 	return oom
 }
