@@ -43,8 +43,11 @@ root=$(mktemp -d "$out/rootfs.XXXXXX")
 # Interrupted, debootstrap leaves the host's /proc (and more) mounted in
 # the root: unmount before removing, or rm would reach into them.
 cleanup() {
-	grep -o " $root/[^ ]*" /proc/mounts | sort -r | while read -r m; do umount -l "$m"; done
-	rm -rf --one-file-system "$root" "$img.tmp"
+	local m
+	for m in $(awk -v r="$root/" 'index($2, r) == 1 {print $2}' /proc/mounts | sort -r); do
+		umount -l "$m" || true
+	done
+	rm -rf --one-file-system "$root" "$img.tmp" || true
 }
 trap cleanup EXIT
 trap 'exit 1' INT TERM
