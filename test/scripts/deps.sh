@@ -22,7 +22,7 @@ if [ "$want" = test ]; then
 	# profile (runtime/apparmor; it loads nothing on a kernel without
 	# AppArmor).
 	# procps (pgrep, kill) and iproute2 (ip) are not on minimal systems.
-	apt_pkgs+=(busybox containerd nginx apparmor procps iproute2 etcd-server qemu-system-x86 linux-image-amd64 debootstrap curl netcat-openbsd) # etcd-server: the cluster of make node-conformance; curl, netcat-openbsd: its agnhost image
+	apt_pkgs+=(busybox containerd nginx apparmor procps iproute2 etcd-server qemu-system-x86 linux-image-amd64 debootstrap curl netcat-openbsd linux-perf) # etcd-server: the cluster of make node-conformance; curl, netcat-openbsd: its agnhost image; linux-perf: make bench-scale -perf-dir
 fi
 missing=()
 for p in "${apt_pkgs[@]}"; do

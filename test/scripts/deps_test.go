@@ -124,10 +124,13 @@ func owner(path string) (string, error) {
 			lastErr = err
 			continue
 		}
-		line, _, _ := strings.Cut(string(out), "\n")
-		pkg, _, _ := strings.Cut(line, ":")
-		if pkg != "" && !strings.Contains(pkg, " ") {
-			return pkg, nil
+		// "diversion by linux-perf from: /usr/bin/perf" lines come
+		// before the owner's "linux-perf: /usr/bin/perf".
+		for _, line := range strings.Split(string(out), "\n") {
+			pkg, _, _ := strings.Cut(line, ":")
+			if pkg != "" && !strings.Contains(pkg, " ") {
+				return pkg, nil
+			}
 		}
 	}
 	return "", lastErr
