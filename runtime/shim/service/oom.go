@@ -72,8 +72,10 @@ func (w *oomWatch) run(dir string, ledger *oomLedger) {
 			ledger.settle(parent, p)
 		}
 		if n > 0 {
+			// Watching on: the pod's later kills (a child process of
+			// this container's, killed again) are explained by it too,
+			// not taken for a sibling's whose cgroup went unread.
 			w.killed.Store(true)
-			return
 		}
 		if _, err := w.f.Read(buf); err != nil {
 			return // closed by stop

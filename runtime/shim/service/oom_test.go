@@ -12,7 +12,14 @@ func writeEvents(t *testing.T, dir, oomKill string) {
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		t.Fatal(err)
 	}
-	if err := os.WriteFile(filepath.Join(dir, "memory.events"), []byte("low 0\nhigh 0\nmax 3\noom 1\noom_kill "+oomKill+"\n"), 0o644); err != nil {
+	// Rewritten in place, never truncated: a watch reading it meanwhile
+	// sees the old counts or the new ones, as with the kernel's file.
+	f, err := os.OpenFile(filepath.Join(dir, "memory.events"), os.O_WRONLY|os.O_CREATE, 0o644)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	if _, err := f.WriteAt([]byte("low 0\nhigh 0\nmax 3\noom 1\noom_kill "+oomKill+"\n"), 0); err != nil {
 		t.Fatal(err)
 	}
 }
@@ -104,5 +111,53 @@ func TestOOMLedgerExplainsThePodsKills(t *testing.T) {
 	}
 	if s.exitOOM(e, sigkill) {
 		t.Error("e: a kill of the pod's before it, explained, taken for e's")
+	}
+}
+
+// TestOOMWatchExplainsKillsAfterTheFirst: a container whose process was
+// OOM-killed goes on explaining the pod's kills (its child killed again),
+// so a sibling stopped by SIGKILL, its cgroup gone unread, is not taken
+// for OOM-killed.
+func TestOOMWatchExplainsKillsAfterTheFirst(t *testing.T) {
+	pod := t.TempDir()
+	writeEvents(t, pod, "0")
+	s := &Service{}
+	x, y := filepath.Join(pod, "x"), filepath.Join(pod, "y")
+	writeEvents(t, x, "0")
+	writeEvents(t, y, "0")
+	cx := &container{memCgroup: x, oomWatch: watchOOM(x, &s.ooms)}
+	cy := &container{memCgroup: y, oomWatch: watchOOM(y, &s.ooms)}
+	explained := func(want uint64) {
+		t.Helper()
+		deadline := time.Now().Add(10 * time.Second)
+		for {
+			s.ooms.mu.Lock()
+			got := s.ooms.explained[pod]
+			s.ooms.mu.Unlock()
+			if got == want {
+				return
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("the pod's kills explained: %d, want %d", got, want)
+			}
+			time.Sleep(10 * time.Millisecond)
+		}
+	}
+	// Two kills in x, each counted by the pod after x (the kernel's order).
+	for i, n := range []string{"1", "2"} {
+		writeEvents(t, x, n)
+		writeEvents(t, pod, n)
+		// An event of x's after the counts, as the kernel's next one.
+		writeEvents(t, x, n)
+		explained(uint64(i + 1))
+	}
+	if err := os.RemoveAll(y); err != nil {
+		t.Fatal(err)
+	}
+	if s.exitOOM(cy, 128+9) {
+		t.Error("y, stopped by SIGKILL, taken for OOM-killed by x's second kill")
+	}
+	if !s.exitOOM(cx, 0) {
+		t.Error("x's kills forgotten")
 	}
 }
