@@ -35,6 +35,9 @@ type Manager struct {
 
 	mu   sync.Mutex
 	conn *sdbus.Conn
+	// dial connects (tests replace it); nil is the system bus, or
+	// systemd's private socket.
+	dial func(context.Context) (*sdbus.Conn, error)
 }
 
 func (m *Manager) connect(ctx context.Context) (*sdbus.Conn, error) {
@@ -48,8 +51,17 @@ func (m *Manager) connect(ctx context.Context) (*sdbus.Conn, error) {
 		m.conn = nil
 	}
 	// The system bus, or systemd's private socket when no dbus-daemon
-	// runs (root only), as runc connects.
-	c, err := sdbus.NewWithContext(ctx)
+	// runs (root only), as runc connects. Not with the caller's
+	// context: the connection lives as long as it, and is shared; a
+	// request's context, cancelled when the request ends, closed it
+	// under the other requests using it (critest's concurrent creates
+	// failed with "use of closed network connection"). Each call is
+	// bounded by its caller's context instead.
+	dial := m.dial
+	if dial == nil {
+		dial = sdbus.NewWithContext
+	}
+	c, err := dial(context.WithoutCancel(ctx))
 	if err != nil {
 		return nil, fmt.Errorf("connect to systemd: %w", err)
 	}

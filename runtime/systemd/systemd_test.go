@@ -8,6 +8,8 @@ import (
 	"path/filepath"
 	"reflect"
 	"testing"
+
+	sdbus "github.com/coreos/go-systemd/v22/dbus"
 )
 
 // TestStopSliceRefusesWhatItMustNotStop: only a slice, by its name, and
@@ -76,5 +78,28 @@ func TestCgroupProperties(t *testing.T) {
 	}
 	if _, err := cpuMask("3-1"); err == nil {
 		t.Error("a backwards range")
+	}
+}
+
+// TestConnectionOutlivesTheRequest: the shared connection to systemd is
+// not made with the context of the request that happened to open it
+// (godbus closes a connection when its context ends, under every other
+// request using it).
+func TestConnectionOutlivesTheRequest(t *testing.T) {
+	var dialed context.Context
+	m := &Manager{dial: func(ctx context.Context) (*sdbus.Conn, error) {
+		dialed = ctx
+		return nil, errors.New("no bus in this test")
+	}}
+	req, cancel := context.WithCancel(context.Background())
+	if _, err := m.Version(req); err == nil {
+		t.Fatal("Version without a bus")
+	}
+	cancel()
+	if dialed == nil {
+		t.Fatal("never dialed")
+	}
+	if dialed.Done() != nil || dialed.Err() != nil {
+		t.Errorf("the connection's context ends with the request's: %v", dialed.Err())
 	}
 }
