@@ -59,8 +59,8 @@ check: build lint
 
 # Everything, as CI runs it (.ci/run): make check, prerequisites,
 # generated code, unit and root tests, the CRI validation suite on every
-# handler (16 minutes here), the cgroup v2 + systemd suites in their VM
-# (33) and Kubernetes' NodeConformance (17; its binaries build once into
+# handler (17 minutes here), the cgroup v2 + systemd suites in their VM
+# (28) and Kubernetes' NodeConformance (15; its binaries build once into
 # $(K8S_CACHE), ~30 minutes the first time).
 test-all: check test-deps protos test test-root critest-all test-vm node-conformance
 
