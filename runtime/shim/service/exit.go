@@ -1,10 +1,6 @@
 package service
 
 import (
-	"os"
-	"path/filepath"
-	"strconv"
-	"strings"
 	"time"
 
 	shimv1 "github.com/berthrt/berth/proto/berth/shim/v1"
@@ -86,21 +82,3 @@ func (s *Service) containerExited(c *container, e reaper.Exit) {
 }
 
 func (s *Service) exitFile(id string) string { return exitfile.Path(s.opts.StateDir, id) }
-
-// oomKilled reports whether the kernel OOM-killed a process of the memory
-// cgroup dir (v1 memory.oom_control or v2 memory.events).
-func oomKilled(dir string) bool {
-	for _, f := range []string{"memory.events", "memory.oom_control"} {
-		data, err := os.ReadFile(filepath.Join(dir, f))
-		if err != nil {
-			continue
-		}
-		for _, line := range strings.Split(string(data), "\n") {
-			if v, ok := strings.CutPrefix(line, "oom_kill "); ok {
-				n, _ := strconv.Atoi(strings.TrimSpace(v))
-				return n > 0
-			}
-		}
-	}
-	return false
-}

@@ -149,8 +149,8 @@ func (s *Service) exitOOM(c *container, status int) bool {
 	}
 	parent := filepath.Dir(c.memCgroup)
 	p, pok := oomKills(parent) // before the container's (see run)
-	oom := oomKilled(c.memCgroup)
-	_, readable := oomKills(c.memCgroup)
+	n, readable := oomKills(c.memCgroup)
+	oom := n > 0
 	c.mu.Lock()
 	w := c.oomWatch
 	c.oomWatch = nil
@@ -167,17 +167,20 @@ func (s *Service) exitOOM(c *container, status int) bool {
 	return oom
 }
 
-// oomKills reads the OOM kill count of cgroup v2's memory.events in dir;
-// ok is false when there is none to read.
+// oomKills reads the OOM kill count of the memory cgroup dir (cgroup
+// v2's memory.events, v1's memory.oom_control); ok is false when there
+// is none to read.
 func oomKills(dir string) (n uint64, ok bool) {
-	data, err := os.ReadFile(filepath.Join(dir, "memory.events"))
-	if err != nil {
-		return 0, false
-	}
-	for _, line := range strings.Split(string(data), "\n") {
-		if v, found := strings.CutPrefix(line, "oom_kill "); found {
-			n, err := strconv.ParseUint(strings.TrimSpace(v), 10, 64)
-			return n, err == nil
+	for _, f := range []string{"memory.events", "memory.oom_control"} {
+		data, err := os.ReadFile(filepath.Join(dir, f))
+		if err != nil {
+			continue
+		}
+		for _, line := range strings.Split(string(data), "\n") {
+			if v, found := strings.CutPrefix(line, "oom_kill "); found {
+				n, err := strconv.ParseUint(strings.TrimSpace(v), 10, 64)
+				return n, err == nil
+			}
 		}
 	}
 	return 0, false
