@@ -21,6 +21,7 @@ import (
 	"time"
 
 	"github.com/berthrt/berth/runtime/network"
+	"github.com/berthrt/berth/test/fixtures"
 )
 
 // containerd is a containerd started for the comparison (Debian's 1.6.20,
@@ -74,42 +75,6 @@ state = %[2]q
     config_path = %[6]q
 `
 
-// containerd2Config is containerd 2.x's (version 4): the CRI plugin is
-// split in images and runtime, mirrors are hosts.toml files only, and
-// restrict_oom_score_adj is needed here (this machine refuses an
-// oom_score_adj below the caller's, see shared/ENVIRONMENT.md). NRI is
-// off: berth's is off by default too.
-const containerd2Config = `version = 4
-root = %[1]q
-state = %[2]q
-[plugins.'io.containerd.server.v1.grpc']
-  address = %[3]q
-[plugins.'io.containerd.server.v1.ttrpc']
-  address = %[7]q
-[plugins.'io.containerd.nri.v1.nri']
-  disable = true
-[plugins.'io.containerd.cri.v1.images']
-  snapshotter = 'overlayfs'
-  [plugins.'io.containerd.cri.v1.images'.pinned_images]
-    sandbox = 'registry.k8s.io/pause:3.10'
-  [plugins.'io.containerd.cri.v1.images'.registry]
-    config_path = %[6]q
-[plugins.'io.containerd.cri.v1.runtime']
-  restrict_oom_score_adj = true
-  [plugins.'io.containerd.cri.v1.runtime'.containerd]
-    default_runtime_name = 'runc'
-    [plugins.'io.containerd.cri.v1.runtime'.containerd.runtimes.runc]
-      runtime_type = 'io.containerd.runc.v2'
-      [plugins.'io.containerd.cri.v1.runtime'.containerd.runtimes.runc.options]
-        BinaryName = %[4]q
-  [plugins.'io.containerd.cri.v1.runtime'.cni]
-    bin_dirs = ['/usr/lib/cni']
-    conf_dir = %[5]q
-[plugins.'io.containerd.grpc.v1.cri']
-  stream_server_address = '127.0.0.1'
-  stream_server_port = '0'
-`
-
 // ctrdSubnets keep each containerd's default network off berth's and the
 // other's.
 var ctrdSubnets = map[string]string{"1.6.20": "10.89.0.0/16", "2.4.2": "10.87.0.0/16"}
@@ -117,14 +82,13 @@ var ctrdSubnets = map[string]string{"1.6.20": "10.89.0.0/16", "2.4.2": "10.87.0.
 func startContainerd(t *testing.T, o ctrdOptions) *containerd {
 	t.Helper()
 	c := &containerd{name: "containerd " + o.Version, version: o.Version, env: os.Environ()}
-	tmpl := containerd2Config
 	switch o.Version {
 	case "1.6.20":
 		bin, err := exec.LookPath("containerd")
 		if err != nil {
 			t.Fatalf("containerd not installed (apt-get install containerd; make test-deps does): %v", err)
 		}
-		c.bin, tmpl = bin, containerd16Config
+		c.bin = bin
 	default:
 		c.bin = filepath.Join(o.Bin, "containerd")
 		if _, err := os.Stat(c.bin); err != nil {
@@ -155,16 +119,15 @@ func startContainerd(t *testing.T, o ctrdOptions) *containerd {
 	}
 	// Mirrors as hosts.toml files (both versions read them).
 	hosts := filepath.Join(dir, "certs.d")
-	for _, h := range []string{"docker.io", "registry.k8s.io"} {
-		conf := fmt.Sprintf("server = \"https://%s\"\n[host.\"http://%s\"]\n  capabilities = [\"pull\", \"resolve\"]\n", h, o.Mirror)
-		if err := os.MkdirAll(filepath.Join(hosts, h), 0o755); err != nil {
-			t.Fatal(err)
-		}
-		if err := os.WriteFile(filepath.Join(hosts, h, "hosts.toml"), []byte(conf), 0o644); err != nil {
-			t.Fatal(err)
-		}
+	if err := fixtures.WriteContainerdHosts(hosts, o.Mirror, "docker.io", "registry.k8s.io"); err != nil {
+		t.Fatal(err)
 	}
-	cfg := fmt.Sprintf(tmpl, filepath.Join(dir, "root"), filepath.Join(dir, "state"), c.socket, o.Runtime, cni, hosts, c.socket+".ttrpc")
+	root, state := filepath.Join(dir, "root"), filepath.Join(dir, "state")
+	cfg := fixtures.Containerd2{Root: root, State: state, Socket: c.socket, TTRPCSocket: c.socket + ".ttrpc", Runc: o.Runtime,
+		HostsDir: hosts, PauseImage: "registry.k8s.io/pause:3.10", CNIConfDir: cni, CNIBinDirs: []string{"/usr/lib/cni"}}.TOML()
+	if o.Version == "1.6.20" {
+		cfg = fmt.Sprintf(containerd16Config, root, state, c.socket, o.Runtime, cni, hosts)
+	}
 	cfgPath := filepath.Join(dir, "config.toml")
 	if err := os.WriteFile(cfgPath, []byte(cfg), 0o644); err != nil {
 		t.Fatal(err)

@@ -2,7 +2,6 @@ package nodeconformance
 
 import (
 	"bytes"
-	"fmt"
 	"net"
 	"os"
 	"path/filepath"
@@ -13,45 +12,8 @@ import (
 	"time"
 
 	"github.com/berthrt/berth/runtime/network"
+	"github.com/berthrt/berth/test/fixtures"
 )
-
-// containerdConfig is containerd 2.4's configuration (version 4) for the
-// comparison: the same runc as berth's default handler, the registry
-// mirrors in hosts.toml files (config_path; the older mirrors table is
-// gone in 2.x), a CNI bridge of its own, and restrict_oom_score_adj,
-// without which it asks runc for an oom_score_adj below its own, which
-// this machine refuses (see shared/ENVIRONMENT.md).
-const containerdConfig = `version = 4
-root = %[1]q
-state = %[2]q
-[plugins.'io.containerd.server.v1.grpc']
-  address = %[3]q
-[plugins.'io.containerd.server.v1.ttrpc']
-  address = %[4]q
-[plugins.'io.containerd.nri.v1.nri']
-  disable = true
-[plugins.'io.containerd.cri.v1.images']
-  snapshotter = 'overlayfs'
-  [plugins.'io.containerd.cri.v1.images'.pinned_images]
-    sandbox = 'registry.k8s.io/pause:3.10.2'
-  [plugins.'io.containerd.cri.v1.images'.registry]
-    config_path = %[5]q
-[plugins.'io.containerd.cri.v1.runtime']
-  restrict_oom_score_adj = true
-  netns_mounts_under_state_dir = true
-  [plugins.'io.containerd.cri.v1.runtime'.containerd]
-    default_runtime_name = 'runc'
-    [plugins.'io.containerd.cri.v1.runtime'.containerd.runtimes.runc]
-      runtime_type = 'io.containerd.runc.v2'
-      [plugins.'io.containerd.cri.v1.runtime'.containerd.runtimes.runc.options]
-        BinaryName = %[6]q
-  [plugins.'io.containerd.cri.v1.runtime'.cni]
-    bin_dirs = ['/usr/lib/cni', '/opt/cni/bin']
-    conf_dir = %[7]q
-[plugins.'io.containerd.grpc.v1.cri']
-  stream_server_address = '127.0.0.1'
-  stream_server_port = '0'
-`
 
 // startContainerd runs containerd and its runc shim from bin (built by
 // build.sh) on a fresh root, with the registry at mirror for the hosts
@@ -65,14 +27,8 @@ func startContainerd(t *testing.T, bin, logDir, mirror, runc string) string {
 	}
 	t.Cleanup(func() { cleanContainerd(base) })
 	hosts := filepath.Join(base, "certs.d")
-	for _, h := range []string{"registry.k8s.io", "docker.io", "gcr.io"} {
-		conf := fmt.Sprintf("server = \"https://%s\"\n[host.\"http://%s\"]\n  capabilities = [\"pull\", \"resolve\"]\n", h, mirror)
-		if err := os.MkdirAll(filepath.Join(hosts, h), 0o755); err != nil {
-			t.Fatal(err)
-		}
-		if err := os.WriteFile(filepath.Join(hosts, h, "hosts.toml"), []byte(conf), 0o644); err != nil {
-			t.Fatal(err)
-		}
+	if err := fixtures.WriteContainerdHosts(hosts, mirror, "registry.k8s.io", "docker.io", "gcr.io"); err != nil {
+		t.Fatal(err)
 	}
 	cni := filepath.Join(base, "cni")
 	if err := writeBridgeConf(cni, "ncctrd0", "nc-containerd", "10.90.0.0/16"); err != nil {
@@ -80,7 +36,12 @@ func startContainerd(t *testing.T, bin, logDir, mirror, runc string) string {
 	}
 	socket := filepath.Join(base, "containerd.sock")
 	cfg := filepath.Join(base, "config.toml")
-	body := fmt.Sprintf(containerdConfig, filepath.Join(base, "root"), filepath.Join(base, "state"), socket, socket+".ttrpc", hosts, runc, cni)
+	// containerd 2.4 for the comparison, on the same runc as berth's
+	// default handler, a CNI bridge of its own.
+	body := fixtures.Containerd2{Root: filepath.Join(base, "root"), State: filepath.Join(base, "state"),
+		Socket: socket, TTRPCSocket: socket + ".ttrpc", Runc: runc, HostsDir: hosts,
+		PauseImage: "registry.k8s.io/pause:3.10.2", CNIConfDir: cni, CNIBinDirs: []string{"/usr/lib/cni", "/opt/cni/bin"},
+		NetnsUnderState: true}.TOML()
 	if err := os.WriteFile(cfg, []byte(body), 0o644); err != nil {
 		t.Fatal(err)
 	}
