@@ -5,7 +5,7 @@ BIN := $(CURDIR)/bin
 GO_PKGS := ./runtime/... ./server/... ./cmd/... ./proto/...
 HANDLER ?= runc
 
-.PHONY: all build install uninstall run deps test-deps test test-root test-all check lint protos critest critest-all test-vm soak fuzz bench node-conformance node-conformance-all clean
+.PHONY: all build install uninstall run deps test-deps test test-root test-all check lint protos critest critest-all test-vm soak fuzz bench bench-scale bench-containerd node-conformance node-conformance-all clean
 
 all: build
 
@@ -121,13 +121,40 @@ critest: build
 	@command -v critest >/dev/null || test/scripts/deps.sh test
 	cd test/critest && BERTH_BIN=$(BIN) go test -count=1 -timeout 100m -run TestCritest . -args -handler=$(HANDLER) -results=$(CURDIR)/_output/critest $(if $(FOCUS),-focus='$(FOCUS)')
 
-# berth beside Debian's containerd 1.6.20 on the same runc, in one run;
-# results in _output/bench/results.md. BENCH_ARGS passes flags, e.g.
-# BENCH_ARGS="-runs 50 -list 0".
-bench: build
+# berth beside containerd 2.4.2 (built once into $(K8S_CACHE) by
+# test/nodeconformance/build.sh, the one ratios are taken to) and Debian's
+# containerd 1.6.20, on the same runc, in one run; results in
+# _output/bench/results.md. BENCH_ARGS passes flags, e.g.
+# BENCH_ARGS="-runs 50 -list 0" or BENCH_ARGS="-baselines 2.4.2".
+CONTAINERD2_BIN = $(K8S_CACHE)/containerd-v2.4.2/bin
+bench: build bench-containerd
 	@[ "$$(id -u)" = 0 ] || { echo "bench needs root"; exit 1; }
+	BERTH_BIN=$(BIN) go test -count=1 -timeout 90m -v -run 'TestBench$$' ./test/bench/ -args -results=$(CURDIR)/_output/bench \
+		-containerd2-bin=$(CONTAINERD2_BIN) $(BENCH_ARGS)
+
+# The node-scale scenario (issue 17): SCALE_PODS pods (one busybox each)
+# started 10 at a time, a probe storm, the kubelet's relist and stats
+# load, memory, a kill -9 of the daemon and the teardown, on each of
+# SCALE_RUNTIMES (berth, 2.4.2, 1.6.20) taking turns, on each network of
+# SCALE_NET (default: berth's own; shared: one bridge+ipMasq, host-local,
+# portmap configuration for all); results in _output/bench/scale.md.
+# SCALE_ARGS passes more flags (see test/bench/scale_test.go), e.g.
+# SCALE_ARGS="-probe-for 30s -scale-rounds 2".
+SCALE_PODS ?= 110,250
+SCALE_NET ?= default,shared
+SCALE_RUNTIMES ?= berth,2.4.2
+bench-scale: build bench-containerd
+	@[ "$$(id -u)" = 0 ] || { echo "bench-scale needs root"; exit 1; }
+	BERTH_BIN=$(BIN) go test -count=1 -timeout 180m -v -run 'TestScale$$' ./test/bench/ -args -results=$(CURDIR)/_output/bench \
+		-containerd2-bin=$(CONTAINERD2_BIN) -scale-pods=$(SCALE_PODS) -scale-net=$(SCALE_NET) -scale-runtimes=$(SCALE_RUNTIMES) $(SCALE_ARGS)
+
+# containerd 2.4.2 for the benchmarks, from the Go module proxy, and
+# Debian's 1.6.20 (test prerequisites). build.sh builds (and caches) the
+# Kubernetes binaries of node-conformance first when they are not in
+# $(K8S_CACHE) yet (~30 min, once).
+bench-containerd:
 	@command -v containerd >/dev/null || test/scripts/deps.sh test
-	BERTH_BIN=$(BIN) go test -count=1 -timeout 90m -v -run TestBench ./test/bench/ -args -results=$(CURDIR)/_output/bench $(BENCH_ARGS)
+	@[ -e $(K8S_CACHE)/containerd-v2.4.2/.done ] || CACHE=$(K8S_CACHE) test/nodeconformance/build.sh containerd
 
 # Kubernetes' e2e suite focused on [NodeConformance] (v1.37.2) on a
 # one-node cluster on loopback against a fresh berthd (RUNTIME=containerd:

@@ -30,7 +30,9 @@ var (
 	pullMB      = flag.Int("pull-mb", 180, "size of the cold-pull image (4 layers)")
 	endpoint    = flag.String("endpoint", "", "measure only this CRI socket (unix://...) instead of berth and containerd")
 	results     = flag.String("results", "_output/bench", "directory for results.md")
-	runtimePath = flag.String("runtime", "/usr/sbin/runc", "OCI runtime both use")
+	runtimePath = flag.String("runtime", "/usr/sbin/runc", "OCI runtime every runtime under test uses")
+	ctrd2Bin    = flag.String("containerd2-bin", "/var/cache/berth-k8s/containerd-v2.4.2/bin", "directory of containerd 2.4.2 and its runc shim (test/nodeconformance/build.sh containerd builds them)")
+	baselines   = flag.String("baselines", "2.4.2,1.6.20", "containerd versions to compare with, the first is the one ratios are taken to (2.4.2: -containerd2-bin; 1.6.20: Debian's)")
 )
 
 // runtimeUnderTest is a CRI endpoint and how to find its processes.
@@ -117,11 +119,14 @@ func TestBench(t *testing.T) {
 			// This berthd's shims (their state dir is in their arguments).
 			return append([]int{b.Pid()}, procsMatching("berth-shim --pod-id", b.State)...)
 		}})
-		c := startContainerd(t, reg.Host, *runtimePath)
-		rt, img = dial(t, c.socket)
-		under = append(under, runtimeUnderTest{name: "containerd 1.6.20", rt: rt, img: img, procs: func() []int {
-			return append([]int{c.cmd.Process.Pid}, procsMatching("containerd-shim-runc-v2 -namespace k8s.io -id", c.dir)...)
-		}})
+		for _, v := range strings.Split(*baselines, ",") {
+			if v = strings.TrimSpace(v); v == "" {
+				continue
+			}
+			c := startContainerd(t, ctrdOptions{Version: v, Bin: *ctrd2Bin, Mirror: reg.Host, Runtime: *runtimePath})
+			rt, img = dial(t, c.socket)
+			under = append(under, runtimeUnderTest{name: c.name, rt: rt, img: img, procs: c.procs})
+		}
 	}
 	for _, u := range under {
 		// Whatever a failed run left goes before its runtime stops
@@ -434,14 +439,14 @@ func report(t *testing.T, under []runtimeUnderTest, all []*figures) {
 	for _, u := range under {
 		fmt.Fprintf(&b, " %s |", u.name)
 	}
-	if len(under) == 2 {
-		fmt.Fprintf(&b, " ratio | target |")
+	if len(under) >= 2 {
+		fmt.Fprintf(&b, " ratio to %s | target |", under[1].name)
 	}
 	fmt.Fprintf(&b, "\n|---|")
 	for range under {
 		fmt.Fprintf(&b, "---|")
 	}
-	if len(under) == 2 {
+	if len(under) >= 2 {
 		fmt.Fprintf(&b, "---|---|")
 	}
 	fmt.Fprintln(&b)
@@ -450,7 +455,7 @@ func report(t *testing.T, under []runtimeUnderTest, all []*figures) {
 		for _, v := range r.vals {
 			fmt.Fprintf(&b, " %.1f %s |", v, r.unit)
 		}
-		if len(r.vals) == 2 {
+		if len(r.vals) >= 2 {
 			ratio := 0.0
 			if r.vals[1] > 0 {
 				ratio = r.vals[0] / r.vals[1]

@@ -121,6 +121,10 @@ type Options struct {
 	// NRI enables NRI, its socket (Berthd.NRISocket) in the state
 	// directory and no pre-installed plugins.
 	NRI bool
+	// CNIConfList, when set, is written into berthd's CNI conf dir before
+	// it starts, as 10-test.conflist: the pods' network instead of the
+	// default one berthd writes into an empty directory.
+	CNIConfList string
 }
 
 // Berthd is a running berthd.
@@ -169,6 +173,15 @@ func Start(t testing.TB, opts Options) *Berthd {
 	b.NRISocket = filepath.Join(b.State, "nri.sock")
 	if err := os.WriteFile(b.ConfigPath, []byte(b.config()), 0o644); err != nil {
 		t.Fatal(err)
+	}
+	if opts.CNIConfList != "" {
+		cni := filepath.Join(base, "cni")
+		if err := os.MkdirAll(cni, 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(filepath.Join(cni, "10-test.conflist"), []byte(opts.CNIConfList), 0o644); err != nil {
+			t.Fatal(err)
+		}
 	}
 	crictlConf := fmt.Sprintf("runtime-endpoint: unix://%s\nimage-endpoint: unix://%s\n", b.Socket, b.Socket)
 	if err := os.WriteFile(filepath.Join(base, "crictl.yaml"), []byte(crictlConf), 0o644); err != nil {
