@@ -10,6 +10,7 @@ import (
 	"path"
 	"path/filepath"
 	"strings"
+	"sync"
 	"time"
 
 	"golang.org/x/sys/unix"
@@ -57,7 +58,9 @@ type Reader struct {
 	Mode   host.CgroupMode
 	Driver string // cgroupfs or systemd
 	// Root is where cgroup v2 (and a hybrid host's cgroup2 tree, under
-	// unified/) is read; "" is /sys/fs/cgroup. Tests point it at files.
+	// unified/) is read; "" is /sys/fs/cgroup. Tests point it at files
+	// (v1 controllers then are its subdirectories: memory/, cpuacct/...;
+	// "" finds them in the mount table).
 	Root string
 }
 
@@ -116,14 +119,7 @@ func (r Reader) Read(dir string) (Sample, error) {
 	if r.Mode == host.CgroupV2 {
 		return r.readV2(dir, s)
 	}
-	cg, err := cgroup1.Load(cgroup1.StaticPath(dir))
-	if err != nil {
-		if errors.Is(err, cgroup1.ErrCgroupDeleted) || errors.Is(err, os.ErrNotExist) {
-			return s, ErrGone
-		}
-		return s, err
-	}
-	st, err := cg.Stat(cgroup1.IgnoreNotExist)
+	st, err := r.statV1(dir)
 	if err != nil {
 		return s, err
 	}
@@ -188,6 +184,42 @@ func (r Reader) Read(dir string) (Sample, error) {
 		s.Pressure = readPressure(filepath.Join(r.root(), "unified", dir))
 	}
 	return s, nil
+}
+
+// v1Read are the v1 controllers a Sample comes from; the others (hugetlb,
+// rdma, devices, freezer...) are not read.
+var v1Read = map[cgroup1.Name]bool{cgroup1.Cpu: true, cgroup1.Cpuacct: true, cgroup1.Memory: true, cgroup1.Pids: true, cgroup1.Blkio: true}
+
+// v1Hierarchy caches where the v1 controllers stats read are mounted:
+// cgroup1's default hierarchy parses the mount table on every call, which
+// was a third of a stats call's time at 60 pods.
+var v1Hierarchy struct {
+	sync.Mutex
+	subs []cgroup1.Subsystem
+}
+
+// v1Stats is the hierarchy of the v1 controllers in v1Read, found once (a
+// failure is not kept: the next read tries again).
+func v1Stats() ([]cgroup1.Subsystem, error) {
+	v1Hierarchy.Lock()
+	defer v1Hierarchy.Unlock()
+	if v1Hierarchy.subs != nil {
+		return v1Hierarchy.subs, nil
+	}
+	all, err := cgroup1.Default()
+	if err != nil {
+		return nil, err
+	}
+	var subs []cgroup1.Subsystem
+	for _, s := range all {
+		if v1Read[s.Name()] {
+			subs = append(subs, s)
+		}
+	}
+	if len(subs) > 0 {
+		v1Hierarchy.subs = subs
+	}
+	return subs, nil
 }
 
 // swapV1 reads swap from v1's memory+swap counters (memory.memsw.*, there

@@ -2,7 +2,6 @@ package cgroups
 
 import (
 	"bufio"
-	"os"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -46,13 +45,14 @@ func readPressure(dir string) Pressure {
 // nil when it is missing (PSI off: reading fails with EOPNOTSUPP) or
 // malformed.
 func readPSI(file string) *PSI {
-	f, err := os.Open(file) //nolint:gosec // a cgroup file under the cgroup root
+	// Plain system calls: an os.File would register the (pollable)
+	// pressure file with epoll first, at every stats call.
+	data, err := readV1File(file)
 	if err != nil {
 		return nil
 	}
-	defer func() { _ = f.Close() }()
 	var p PSI
-	sc := bufio.NewScanner(f)
+	sc := bufio.NewScanner(strings.NewReader(data))
 	for sc.Scan() {
 		kind, rest, _ := strings.Cut(sc.Text(), " ")
 		d, ok := parsePSILine(rest)

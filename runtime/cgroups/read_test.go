@@ -178,3 +178,51 @@ func TestSwapV1(t *testing.T) {
 		}
 	}
 }
+
+// TestReadV1FakeFiles: a v1 cgroup's sample from the files the kernel
+// writes in each controller's hierarchy.
+func TestReadV1FakeFiles(t *testing.T) {
+	root := t.TempDir()
+	fakeCgroup(t, root, "cpuacct/pod/ctr", map[string]string{"cpuacct.usage": "3000000\n", "cpuacct.stat": "user 2\nsystem 1\n"})
+	fakeCgroup(t, root, "cpu/pod/ctr", map[string]string{"cpu.stat": "nr_periods 10\nnr_throttled 4\nthrottled_time 5000\n"})
+	fakeCgroup(t, root, "memory/pod/ctr", map[string]string{
+		"memory.stat":                "cache 1\nrss 2\ntotal_cache 8192\ntotal_rss 4096\ntotal_mapped_file 1024\ntotal_inactive_file 2048\ntotal_pgfault 7\ntotal_pgmajfault 2\n",
+		"memory.usage_in_bytes":      "16384\n",
+		"memory.max_usage_in_bytes":  "32768\n",
+		"memory.limit_in_bytes":      "9223372036854771712\n",
+		"memory.failcnt":             "0\n",
+		"memory.kmem.usage_in_bytes": "512\n",
+		"memory.oom_control":         "oom_kill_disable 0\nunder_oom 0\noom_kill 3\n",
+	})
+	fakeCgroup(t, root, "pids/pod/ctr", map[string]string{"pids.current": "5\n", "pids.max": "max\n"})
+	fakeCgroup(t, root, "blkio/pod/ctr", map[string]string{
+		"blkio.throttle.io_service_bytes_recursive": "8:0 Read 100\n8:0 Write 200\n8:0 Sync 300\nTotal 300\n",
+		"blkio.throttle.io_serviced_recursive":      "8:0 Read 1\n8:0 Write 2\nTotal 3\n",
+	})
+	r := Reader{Mode: host.CgroupV1, Driver: "cgroupfs", Root: root}
+	s, err := r.Read("/pod/ctr")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if s.CPUNanos != 3000000 || s.UserNanos != 20_000_000 || s.SystemNanos != 10_000_000 || s.Periods != 10 || s.ThrottledPeriods != 4 || s.ThrottledNanos != 5000 {
+		t.Errorf("cpu: %+v", s)
+	}
+	if s.MemUsage != 16384 || s.WorkingSet != 14336 || s.RSS != 4096 || s.MemCache != 8192 || s.MemMapped != 1024 || s.PageFaults != 7 || s.MajorPageFaults != 2 ||
+		s.MemMaxUsage != 32768 || s.MemKernel != 512 || s.MemLimit != 0 || s.OOMKills != 3 || s.HasSwap {
+		t.Errorf("memory: %+v", s)
+	}
+	if s.Processes != 5 || s.PidsLimit != 0 {
+		t.Errorf("pids: %d of %d", s.Processes, s.PidsLimit)
+	}
+	if len(s.IO) != 1 || s.IO[0] != (DeviceIO{Major: 8, Minor: 0, ReadBytes: 100, WriteBytes: 200, Reads: 1, Writes: 2}) {
+		t.Errorf("io: %+v", s.IO)
+	}
+	// With memory+swap accounting.
+	fakeCgroup(t, root, "memory/pod/ctr", map[string]string{"memory.limit_in_bytes": "1048576\n", "memory.memsw.usage_in_bytes": "20480\n", "memory.memsw.limit_in_bytes": "2097152\n"})
+	if s, err = r.Read("/pod/ctr"); err != nil || !s.HasSwap || s.MemSwap != 4096 || !s.SwapLimited || s.SwapLimit != 1048576 || s.MemLimit != 1048576 {
+		t.Errorf("swap: %+v %v", s, err)
+	}
+	if _, err := r.Read("/pod/gone"); !errors.Is(err, ErrGone) {
+		t.Errorf("missing cgroup: %v", err)
+	}
+}

@@ -473,7 +473,9 @@ func deleteImage(tx *store.Tx, img *Image) error {
 // in overlayfs lowerdir order (top first).
 func (s *Store) Lease(owner, id string) ([]string, error) {
 	var dirs []string
-	err := s.db.Update(func(tx *store.Tx) error {
+	// Grouped with other containers' writes (pods start in parallel).
+	err := s.db.Group(func(tx *store.Tx) error {
+		dirs = nil // Group may run this more than once
 		var img Image
 		if err := tx.Get(bucketImages, id, &img); err != nil {
 			return err
@@ -495,7 +497,8 @@ func (s *Store) Lease(owner, id string) ([]string, error) {
 // uses them any more.
 func (s *Store) Release(owner string) error {
 	var had bool
-	err := s.db.Update(func(tx *store.Tx) error {
+	err := s.db.Group(func(tx *store.Tx) error {
+		had = false // Group may run this more than once
 		for _, k := range tx.Keys(bucketLeases) {
 			if k == owner || strings.HasPrefix(k, owner+"/") {
 				had = true

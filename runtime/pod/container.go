@@ -74,7 +74,7 @@ func (c *container) markExited() { c.once.Do(func() { close(c.exited) }) }
 
 func (m *Manager) saveContainer(c *container) error {
 	rec := c.snapshot()
-	return m.db.Update(func(tx *store.Tx) error { return tx.Put(bucketContainers, rec.ID, rec) })
+	return m.db.Group(func(tx *store.Tx) error { return tx.Put(bucketContainers, rec.ID, rec) })
 }
 
 func (m *Manager) ctrBundle(id string) string { return filepath.Join(m.ctrStateDir(), id) }

@@ -58,7 +58,7 @@ func (m *Manager) removeContainer(ctx context.Context, c *container) error {
 	if err := m.images.Release(rec.ID); err != nil {
 		return err
 	}
-	if err := m.db.Update(func(tx *store.Tx) error { return tx.Delete(bucketContainers, rec.ID) }); err != nil {
+	if err := m.db.Group(func(tx *store.Tx) error { return tx.Delete(bucketContainers, rec.ID) }); err != nil {
 		return err
 	}
 	m.mu.Lock()

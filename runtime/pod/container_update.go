@@ -32,6 +32,8 @@ func (m *Manager) UpdateContainerResources(ctx context.Context, id string, r *ru
 	}
 	unblock := m.nri.BlockSync()
 	defer unblock()
+	// Stats after the update read the new limits.
+	defer m.dropRecentSamples()
 	c, err := m.getContainer(id)
 	if err != nil {
 		return err

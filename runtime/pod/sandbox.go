@@ -92,7 +92,7 @@ func (sb *sandbox) isRemoved() bool {
 
 func (m *Manager) saveSandbox(sb *sandbox) error {
 	rec := sb.snapshot()
-	return m.db.Update(func(tx *store.Tx) error { return tx.Put(bucketSandboxes, rec.ID, rec) })
+	return m.db.Group(func(tx *store.Tx) error { return tx.Put(bucketSandboxes, rec.ID, rec) })
 }
 
 func sandboxName(md *runtimeapi.PodSandboxMetadata) string {

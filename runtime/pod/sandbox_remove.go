@@ -68,7 +68,7 @@ func (m *Manager) RemovePodSandbox(ctx context.Context, id string) error {
 			return err
 		}
 	}
-	if err := m.db.Update(func(tx *store.Tx) error { return tx.Delete(bucketSandboxes, rec.ID) }); err != nil {
+	if err := m.db.Group(func(tx *store.Tx) error { return tx.Delete(bucketSandboxes, rec.ID) }); err != nil {
 		return err
 	}
 	m.mu.Lock()

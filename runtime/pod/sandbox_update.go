@@ -47,6 +47,8 @@ func (sb *sandbox) podResources() (overhead, resources *runtimeapi.LinuxContaine
 func (m *Manager) UpdatePodSandboxResources(ctx context.Context, id string, overhead, resources *runtimeapi.LinuxContainerResources) error {
 	unblock := m.nri.BlockSync()
 	defer unblock()
+	// Stats after the update read the new limits.
+	defer m.dropRecentSamples()
 	sb, err := m.getSandbox(id)
 	if err != nil {
 		return err

@@ -5,8 +5,10 @@ import (
 	"errors"
 	"os"
 	"path/filepath"
+	"runtime"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"golang.org/x/sys/unix"
@@ -25,6 +27,12 @@ type statsCache struct {
 	mu     sync.Mutex
 	cpu    map[string]cgroups.Sample
 	layers map[string]layerUsage
+	// recent are the samples of the last sampleTTL, by cgroup: the
+	// kubelet's stats calls of one collection (ListContainerStats, then
+	// ListPodSandboxStats, which holds the same containers) read each
+	// cgroup once.
+	recent map[string]recentSample
+	pruned time.Time
 	// cgroupRoot, set by tests, is where cgroups are read ("" is the
 	// node's /sys/fs/cgroup).
 	cgroupRoot string
@@ -37,6 +45,16 @@ type layerUsage struct {
 
 const layerUsageTTL = 10 * time.Second
 
+// sampleTTL is how long a cgroup sample answers again: less than the
+// kubelet's shortest collection period (1 s), so that every collection
+// reads afresh. A sample carries the time it was taken.
+const sampleTTL = 500 * time.Millisecond
+
+type recentSample struct {
+	s    cgroups.Sample
+	rate *runtimeapi.UInt64Value
+}
+
 func u64(v uint64) *runtimeapi.UInt64Value { return &runtimeapi.UInt64Value{Value: v} }
 
 func (m *Manager) cgroupReader() cgroups.Reader {
@@ -46,11 +64,33 @@ func (m *Manager) cgroupReader() cgroups.Reader {
 // sample reads a cgroup and returns it with the CPU rate since the last
 // sample of the same cgroup (nil on the first).
 func (m *Manager) sample(cgroupsPath string) (cgroups.Sample, *runtimeapi.UInt64Value, error) {
+	m.stats.mu.Lock()
+	r, ok := m.stats.recent[cgroupsPath]
+	m.stats.mu.Unlock()
+	if ok && time.Since(r.s.At) < sampleTTL {
+		return r.s, r.rate, nil
+	}
 	s, err := m.cgroupReader().Read(m.cgroupReader().Dir(cgroupsPath))
 	if err != nil {
 		return s, nil, err
 	}
-	return s, m.cpuRate(cgroupsPath, s), nil
+	rate := m.cpuRate(cgroupsPath, s)
+	m.stats.mu.Lock()
+	if m.stats.recent == nil || s.At.Sub(m.stats.pruned) > time.Minute {
+		// Pods' cgroups outlive no pod; their samples go with age.
+		for k, r := range m.stats.recent {
+			if s.At.Sub(r.s.At) > sampleTTL {
+				delete(m.stats.recent, k)
+			}
+		}
+		if m.stats.recent == nil {
+			m.stats.recent = map[string]recentSample{}
+		}
+		m.stats.pruned = s.At
+	}
+	m.stats.recent[cgroupsPath] = recentSample{s: s, rate: rate}
+	m.stats.mu.Unlock()
+	return s, rate, nil
 }
 
 // runtimeSample asks the runtime (gVisor) for a container's use: its
@@ -81,6 +121,14 @@ func (m *Manager) cpuRate(key string, s cgroups.Sample) *runtimeapi.UInt64Value 
 	return rate
 }
 
+// dropRecentSamples makes the next stats read every cgroup afresh (its
+// limits changed).
+func (m *Manager) dropRecentSamples() {
+	m.stats.mu.Lock()
+	m.stats.recent = nil
+	m.stats.mu.Unlock()
+}
+
 // forgetStats drops the cached readings of a removed container or pod.
 func (m *Manager) forgetStats(id string) {
 	m.stats.mu.Lock()
@@ -90,6 +138,11 @@ func (m *Manager) forgetStats(id string) {
 	for k := range m.stats.cpu {
 		if strings.HasSuffix(k, "/"+id) || strings.HasSuffix(k, ":"+id) {
 			delete(m.stats.cpu, k)
+		}
+	}
+	for k := range m.stats.recent {
+		if strings.HasSuffix(k, "/"+id) || strings.HasSuffix(k, ":"+id) {
+			delete(m.stats.recent, k)
 		}
 	}
 }
@@ -276,17 +329,48 @@ func (m *Manager) ContainerStats(ctx context.Context, id string) (*runtimeapi.Co
 // ListContainerStats reports the containers matching f that have a cgroup.
 func (m *Manager) ListContainerStats(ctx context.Context, f *runtimeapi.ContainerStatsFilter) []*runtimeapi.ContainerStats {
 	cs := m.ListContainers(ctx, &runtimeapi.ContainerFilter{Id: f.GetId(), PodSandboxId: f.GetPodSandboxId(), LabelSelector: f.GetLabelSelector()})
-	var out []*runtimeapi.ContainerStats
-	for _, lc := range cs {
-		c, err := m.getContainer(lc.Id)
+	all := make([]*runtimeapi.ContainerStats, len(cs))
+	inParallel(len(cs), func(i int) {
+		c, err := m.getContainer(cs[i].Id)
 		if err != nil {
-			continue
+			return
 		}
 		if st, ok := m.containerStats(c); ok {
+			all[i] = st
+		}
+	})
+	var out []*runtimeapi.ContainerStats
+	for _, st := range all {
+		if st != nil {
 			out = append(out, st)
 		}
 	}
 	return out
+}
+
+// inParallel runs f(0) … f(n-1) on as many goroutines as the machine has
+// CPUs: reading cgroup files is system calls, which one goroutine
+// would make one after the other while the other CPUs wait.
+func inParallel(n int, f func(i int)) {
+	workers := min(runtime.GOMAXPROCS(0), n)
+	if workers <= 1 {
+		for i := range n {
+			f(i)
+		}
+		return
+	}
+	var next atomic.Int64
+	var wg sync.WaitGroup
+	for range workers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := int(next.Add(1)) - 1; i < n; i = int(next.Add(1)) - 1 {
+				f(i)
+			}
+		}()
+	}
+	wg.Wait()
 }
 
 // PodSandboxStats reports a pod: its cgroup, network and processes, and
@@ -301,10 +385,17 @@ func (m *Manager) PodSandboxStats(ctx context.Context, id string) (*runtimeapi.P
 
 // ListPodSandboxStats reports the pods matching f.
 func (m *Manager) ListPodSandboxStats(ctx context.Context, f *runtimeapi.PodSandboxStatsFilter) []*runtimeapi.PodSandboxStats {
+	pods := m.ListPodSandbox(ctx, &runtimeapi.PodSandboxFilter{Id: f.GetId(), LabelSelector: f.GetLabelSelector()})
+	all := make([]*runtimeapi.PodSandboxStats, len(pods))
+	inParallel(len(pods), func(i int) {
+		if sb, err := m.getSandbox(pods[i].Id); err == nil {
+			all[i] = m.podStats(ctx, sb)
+		}
+	})
 	var out []*runtimeapi.PodSandboxStats
-	for _, p := range m.ListPodSandbox(ctx, &runtimeapi.PodSandboxFilter{Id: f.GetId(), LabelSelector: f.GetLabelSelector()}) {
-		if sb, err := m.getSandbox(p.Id); err == nil {
-			out = append(out, m.podStats(ctx, sb))
+	for _, st := range all {
+		if st != nil {
+			out = append(out, st)
 		}
 	}
 	return out

@@ -4,6 +4,7 @@ import (
 	"context"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
@@ -99,4 +100,70 @@ func TestStatsWithoutSwapOrPressure(t *testing.T) {
 
 func sampleWith(hasSwap, limited bool) cgroups.Sample {
 	return cgroups.Sample{At: time.Now(), HasSwap: hasSwap, SwapLimited: limited}
+}
+
+// TestStatsSampleReused: the stats calls of one collection read a cgroup
+// once (ListPodSandboxStats after ListContainerStats answers from the
+// same sample); an update of the limits reads afresh.
+func TestStatsSampleReused(t *testing.T) {
+	e := newEnv(t)
+	ctx := context.Background()
+	root := t.TempDir()
+	e.m.host.CgroupMode = host.CgroupV2
+	e.m.stats.cgroupRoot = root
+	podID := e.runPod("p")
+	id := e.createCtr(podID, "c")
+	if err := e.m.StartContainer(ctx, id); err != nil {
+		t.Fatal(err)
+	}
+	sb, err := e.m.getSandbox(podID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir := filepath.Join(root, e.m.containerCgroupsPath(sb, id))
+	write := func(usage string) {
+		t.Helper()
+		if err := os.MkdirAll(dir, 0o755); err != nil {
+			t.Fatal(err)
+		}
+		for name, content := range map[string]string{"cpu.stat": "usage_usec 10\n", "memory.stat": "anon 1\n", "memory.current": usage, "memory.max": "max\n"} {
+			if err := os.WriteFile(filepath.Join(dir, name), []byte(content), 0o644); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	write("4096\n")
+	usage := func() uint64 {
+		t.Helper()
+		st, err := e.m.ContainerStats(ctx, id)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return st.GetMemory().GetUsageBytes().GetValue()
+	}
+	if got := usage(); got != 4096 {
+		t.Fatalf("usage %d", got)
+	}
+	write("8192\n")
+	ls := e.m.ListPodSandboxStats(ctx, &runtimeapi.PodSandboxStatsFilter{Id: podID})
+	if len(ls) != 1 || len(ls[0].GetLinux().GetContainers()) != 1 {
+		t.Fatalf("pod stats: %v", ls)
+	}
+	// Taken within sampleTTL of the first: the same sample (a slow
+	// machine may take longer: then it is a new one).
+	if got := ls[0].GetLinux().GetContainers()[0].GetMemory().GetUsageBytes().GetValue(); got != 4096 && got != 8192 {
+		t.Errorf("usage in pod stats %d", got)
+	}
+	e.m.dropRecentSamples()
+	if got := usage(); got != 8192 {
+		t.Errorf("usage after the samples were dropped: %d, want 8192", got)
+	}
+	e.m.forgetStats(id)
+	e.m.stats.mu.Lock()
+	for k := range e.m.stats.recent {
+		if strings.HasSuffix(k, id) {
+			t.Errorf("sample of a removed container kept: %s", k)
+		}
+	}
+	e.m.stats.mu.Unlock()
 }

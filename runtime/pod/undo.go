@@ -14,7 +14,7 @@ func (u undo) run() {
 }
 
 func (m *Manager) deleteRecord(bucket, id string) {
-	if err := m.db.Update(func(tx *store.Tx) error { return tx.Delete(bucket, id) }); err != nil {
+	if err := m.db.Group(func(tx *store.Tx) error { return tx.Delete(bucket, id) }); err != nil {
 		m.log.Warn("delete record", "bucket", bucket, "id", id, "err", err)
 	}
 }

@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"sync"
 	"time"
 
 	bolt "go.etcd.io/bbolt"
@@ -17,7 +18,15 @@ import (
 )
 
 // DB is an open metadata database.
-type DB struct{ db *bolt.DB }
+type DB struct {
+	db *bolt.DB
+	// group queues the Group calls that arrive while one commits.
+	group struct {
+		sync.Mutex
+		pending []*groupCall
+		running bool
+	}
+}
 
 // Open opens (creating if needed) the database at path. It fails quickly
 // when another process holds it, which means another berthd is running.
@@ -38,6 +47,90 @@ func (d *DB) Close() error { return d.db.Close() }
 // Update runs fn in a read-write transaction.
 func (d *DB) Update(fn func(*Tx) error) error {
 	return d.db.Update(func(tx *bolt.Tx) error { return fn(&Tx{tx}) })
+}
+
+// Group runs fn in a read-write transaction that it may share with other
+// Group calls: the calls that arrive while a transaction commits are
+// committed together in the next one (one fsync for all of them, where
+// Update would queue each behind the other's). A call alone commits at
+// once, without waiting for company (bbolt's Batch waits up to 10 ms),
+// and returns only once its changes are durable, as Update does.
+//
+// fn must only change the transaction (it may run more than once: when
+// the shared transaction fails, each of its calls runs again alone, and
+// gets its own outcome).
+func (d *DB) Group(fn func(*Tx) error) error {
+	c := &groupCall{fn: fn, done: make(chan groupResult, 1)}
+	g := &d.group
+	g.Lock()
+	g.pending = append(g.pending, c)
+	lead := !g.running
+	g.running = true
+	g.Unlock()
+	if !lead {
+		r := <-c.done
+		if !r.lead {
+			return r.err
+		}
+	}
+	// This call commits what is pending (itself included), then hands
+	// the next group to the first call that arrived meanwhile.
+	g.Lock()
+	batch := g.pending
+	g.pending = nil
+	g.Unlock()
+	d.commitGroup(batch)
+	g.Lock()
+	if len(g.pending) > 0 {
+		g.pending[0].done <- groupResult{lead: true}
+	} else {
+		g.running = false
+	}
+	g.Unlock()
+	return (<-c.done).err
+}
+
+type groupCall struct {
+	fn   func(*Tx) error
+	done chan groupResult
+}
+
+// groupResult is a Group call's outcome, or (lead) its turn to commit the
+// calls pending.
+type groupResult struct {
+	err  error
+	lead bool
+}
+
+func (d *DB) commitGroup(batch []*groupCall) {
+	err := d.Update(func(tx *Tx) error {
+		for _, c := range batch {
+			if err := guarded(c.fn, tx); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	for _, c := range batch {
+		if err != nil && len(batch) > 1 {
+			// One call failed (or the commit did): each runs alone, so
+			// that one call's error is no other's.
+			c.done <- groupResult{err: d.Update(func(tx *Tx) error { return guarded(c.fn, tx) })}
+			continue
+		}
+		c.done <- groupResult{err: err}
+	}
+}
+
+// guarded runs fn, a panic in it becoming its error: a call that panics
+// must not leave the others of its group waiting for ever.
+func guarded(fn func(*Tx) error, tx *Tx) (err error) {
+	defer func() {
+		if r := recover(); r != nil {
+			err = fmt.Errorf("panic in a grouped transaction: %v", r)
+		}
+	}()
+	return fn(tx)
 }
 
 // View runs fn in a read-only transaction.

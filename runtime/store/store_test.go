@@ -2,7 +2,9 @@ package store
 
 import (
 	"errors"
+	"fmt"
 	"path/filepath"
+	"sync"
 	"testing"
 
 	"github.com/berthrt/berth/runtime/errdefs"
@@ -105,5 +107,90 @@ func TestNextSequence(t *testing.T) {
 		return err
 	}); err == nil {
 		t.Error("NextSequence in a read-only transaction succeeded")
+	}
+}
+
+// Group calls made at once all commit, each gets its own outcome, and a
+// failing one takes none of the others down with it.
+func TestGroup(t *testing.T) {
+	db, err := Open(filepath.Join(t.TempDir(), "meta.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	boom := errors.New("boom")
+	const n = 64
+	errs := make([]error, n)
+	var wg sync.WaitGroup
+	for i := range n {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			errs[i] = db.Group(func(tx *Tx) error {
+				if err := tx.Put("things", fmt.Sprintf("k%02d", i), rec{N: i}); err != nil {
+					return err
+				}
+				if i%10 == 3 {
+					return fmt.Errorf("call %d: %w", i, boom)
+				}
+				return nil
+			})
+		}()
+	}
+	wg.Wait()
+	_ = db.View(func(tx *Tx) error {
+		for i := range n {
+			failed := i%10 == 3
+			if failed != errors.Is(errs[i], boom) {
+				t.Errorf("call %d: err %v", i, errs[i])
+			}
+			if has := tx.Has("things", fmt.Sprintf("k%02d", i)); has == failed {
+				t.Errorf("call %d (failed %v): record there: %v", i, failed, has)
+			}
+		}
+		return nil
+	})
+	// Alone, and after the others: still commits.
+	if err := db.Group(func(tx *Tx) error { return tx.Delete("things", "k00") }); err != nil {
+		t.Fatal(err)
+	}
+	_ = db.View(func(tx *Tx) error {
+		if tx.Has("things", "k00") {
+			t.Error("k00 not deleted")
+		}
+		return nil
+	})
+}
+
+// A Group call that panics gets an error; the calls grouped with it, and
+// those after it, still commit.
+func TestGroupPanic(t *testing.T) {
+	db, err := Open(filepath.Join(t.TempDir(), "meta.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	var wg sync.WaitGroup
+	errs := make([]error, 8)
+	for i := range errs {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			errs[i] = db.Group(func(tx *Tx) error {
+				if i == 3 {
+					panic("boom")
+				}
+				return tx.Put("things", fmt.Sprint(i), rec{N: i})
+			})
+		}()
+	}
+	wg.Wait()
+	for i, err := range errs {
+		if (i == 3) != (err != nil) {
+			t.Errorf("call %d: %v", i, err)
+		}
+	}
+	if err := db.Group(func(tx *Tx) error { return tx.Put("things", "after", rec{}) }); err != nil {
+		t.Fatal(err)
 	}
 }
