@@ -126,7 +126,7 @@ func (s *RuntimeService) PodSandboxStatus(ctx context.Context, req *runtimeapi.P
 
 // ListPodSandbox lists pods.
 func (s *RuntimeService) ListPodSandbox(ctx context.Context, req *runtimeapi.ListPodSandboxRequest) (*runtimeapi.ListPodSandboxResponse, error) {
-	return &runtimeapi.ListPodSandboxResponse{Items: s.Pods.ListPodSandbox(ctx, req.GetFilter())}, nil
+	return s.Pods.ListPodSandboxResponse(ctx, req.GetFilter())
 }
 
 // CreateContainer creates a container in a pod.
@@ -167,7 +167,7 @@ func (s *RuntimeService) ContainerStatus(ctx context.Context, req *runtimeapi.Co
 
 // ListContainers lists containers.
 func (s *RuntimeService) ListContainers(ctx context.Context, req *runtimeapi.ListContainersRequest) (*runtimeapi.ListContainersResponse, error) {
-	return &runtimeapi.ListContainersResponse{Containers: s.Pods.ListContainers(ctx, req.GetFilter())}, nil
+	return s.Pods.ListContainersResponse(ctx, req.GetFilter())
 }
 
 // ExecSync runs a command in a container; a non-zero exit is a normal

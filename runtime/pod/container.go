@@ -56,6 +56,9 @@ type container struct {
 	once    sync.Once
 	// removed is set once RemoveContainer is done (guarded by mu).
 	removed bool
+	// wire is the container's ListContainers item, encoded
+	// (list_wire.go).
+	wire wireItem[containerWireKey]
 }
 
 func (c *container) isRemoved() bool {

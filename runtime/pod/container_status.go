@@ -91,13 +91,22 @@ func statusMounts(mounts []*runtimeapi.Mount, refs map[string]string) []*runtime
 
 // ListContainers lists containers matching filter.
 func (m *Manager) ListContainers(ctx context.Context, f *runtimeapi.ContainerFilter) []*runtimeapi.Container {
+	var out []*runtimeapi.Container
+	m.eachListedContainer(f, func(c *container, rec containerRecord) {
+		out = append(out, m.listItem(c, rec))
+	})
+	return out
+}
+
+// eachListedContainer calls fn with each container matching f, and its
+// record.
+func (m *Manager) eachListedContainer(f *runtimeapi.ContainerFilter, fn func(*container, containerRecord)) {
 	m.mu.Lock()
 	cs := make([]*container, 0, len(m.containers))
 	for _, c := range m.containers {
 		cs = append(cs, c)
 	}
 	m.mu.Unlock()
-	var out []*runtimeapi.Container
 	for _, c := range cs {
 		rec := c.snapshot()
 		if f.GetId() != "" && !strings.HasPrefix(rec.ID, f.GetId()) {
@@ -106,21 +115,26 @@ func (m *Manager) ListContainers(ctx context.Context, f *runtimeapi.ContainerFil
 		if f.GetPodSandboxId() != "" && !strings.HasPrefix(rec.SandboxID, f.GetPodSandboxId()) {
 			continue
 		}
-		state := criContainerState(rec.State)
-		if f.GetState() != nil && f.GetState().GetState() != state {
+		if f.GetState() != nil && f.GetState().GetState() != criContainerState(rec.State) {
 			continue
 		}
 		if !matchLabels(c.cfg.GetLabels(), f.GetLabelSelector()) {
 			continue
 		}
-		imageSpec, imageRef, imageID := m.statusImage(c)
-		out = append(out, &runtimeapi.Container{
-			Id: rec.ID, PodSandboxId: rec.SandboxID, Metadata: c.cfg.GetMetadata(),
-			Image: imageSpec, ImageRef: imageRef, ImageId: imageID,
-			State: state, CreatedAt: rec.CreatedAt, Labels: c.cfg.GetLabels(), Annotations: c.cfg.GetAnnotations(),
-		})
+		fn(c, rec)
 	}
-	return out
+}
+
+// listItem is the container as ListContainers lists it; of its record,
+// only State and the image's names change during its life (listWire
+// relies on it).
+func (m *Manager) listItem(c *container, rec containerRecord) *runtimeapi.Container {
+	imageSpec, imageRef, imageID := m.statusImage(c)
+	return &runtimeapi.Container{
+		Id: rec.ID, PodSandboxId: rec.SandboxID, Metadata: c.cfg.GetMetadata(),
+		Image: imageSpec, ImageRef: imageRef, ImageId: imageID,
+		State: criContainerState(rec.State), CreatedAt: rec.CreatedAt, Labels: c.cfg.GetLabels(), Annotations: c.cfg.GetAnnotations(),
+	}
 }
 
 // effectiveStopSignal is the signal StopContainer sends, as the CRI names

@@ -63,6 +63,8 @@ type sandbox struct {
 	// sandboxSysctls are the sysctls the sandbox container's runtime sets
 	// (see planSysctls); needed only while it is created.
 	sandboxSysctls map[string]string
+	// wire is the pod's ListPodSandbox item, encoded (list_wire.go).
+	wire wireItem[string]
 }
 
 func (sb *sandbox) snapshot() sandboxRecord {

@@ -64,29 +64,41 @@ func criSandboxState(s string) runtimeapi.PodSandboxState {
 
 // ListPodSandbox lists pods matching filter.
 func (m *Manager) ListPodSandbox(ctx context.Context, f *runtimeapi.PodSandboxFilter) []*runtimeapi.PodSandbox {
+	var out []*runtimeapi.PodSandbox
+	m.eachListedSandbox(f, func(sb *sandbox, rec sandboxRecord) {
+		out = append(out, sb.listItem(rec))
+	})
+	return out
+}
+
+// eachListedSandbox calls fn with each pod matching f, and its record.
+func (m *Manager) eachListedSandbox(f *runtimeapi.PodSandboxFilter, fn func(*sandbox, sandboxRecord)) {
 	m.mu.Lock()
 	sbs := make([]*sandbox, 0, len(m.sandboxes))
 	for _, sb := range m.sandboxes {
 		sbs = append(sbs, sb)
 	}
 	m.mu.Unlock()
-	var out []*runtimeapi.PodSandbox
 	for _, sb := range sbs {
 		rec := sb.snapshot()
 		if f.GetId() != "" && !strings.HasPrefix(rec.ID, f.GetId()) {
 			continue
 		}
-		state := criSandboxState(rec.State)
-		if f.GetState() != nil && f.GetState().GetState() != state {
+		if f.GetState() != nil && f.GetState().GetState() != criSandboxState(rec.State) {
 			continue
 		}
 		if !matchLabels(sb.cfg.GetLabels(), f.GetLabelSelector()) {
 			continue
 		}
-		out = append(out, &runtimeapi.PodSandbox{
-			Id: rec.ID, Metadata: sb.cfg.GetMetadata(), State: state, CreatedAt: rec.CreatedAt,
-			Labels: sb.cfg.GetLabels(), Annotations: sb.cfg.GetAnnotations(), RuntimeHandler: rec.Handler,
-		})
+		fn(sb, rec)
 	}
-	return out
+}
+
+// listItem is the pod as ListPodSandbox lists it; of rec, only State
+// changes during a pod's life (listWire relies on it).
+func (sb *sandbox) listItem(rec sandboxRecord) *runtimeapi.PodSandbox {
+	return &runtimeapi.PodSandbox{
+		Id: rec.ID, Metadata: sb.cfg.GetMetadata(), State: criSandboxState(rec.State), CreatedAt: rec.CreatedAt,
+		Labels: sb.cfg.GetLabels(), Annotations: sb.cfg.GetAnnotations(), RuntimeHandler: rec.Handler,
+	}
 }
