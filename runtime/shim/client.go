@@ -88,8 +88,7 @@ func Spawn(ctx context.Context, o SpawnOptions) (*Client, error) {
 	_ = readyW.Close()
 	// Reap the shim if it exits while this berthd runs; after a berthd
 	// restart its new parent does.
-	exited := make(chan error, 1)
-	go func() { exited <- cmd.Wait() }()
+	exited := reapWhenExited(cmd)
 
 	ready := make(chan error, 1)
 	go func() {
