@@ -226,3 +226,47 @@ func TestReadV1FakeFiles(t *testing.T) {
 		t.Errorf("missing cgroup: %v", err)
 	}
 }
+
+// TestReadV1Blkio: which v1 blkio counters a sample takes.
+func TestReadV1Blkio(t *testing.T) {
+	r := func(root string) []DeviceIO {
+		t.Helper()
+		s, err := Reader{Mode: host.CgroupV1, Driver: "cgroupfs", Root: root}.Read("/pod")
+		if err != nil {
+			t.Fatal(err)
+		}
+		return s.IO
+	}
+	want := func(name string, got []DeviceIO, read uint64) {
+		t.Helper()
+		if len(got) != 1 || got[0].ReadBytes != read {
+			t.Errorf("%s: %+v, want %d bytes read", name, got, read)
+		}
+	}
+	throttle := map[string]string{
+		"blkio.throttle.io_service_bytes_recursive": "8:0 Read 100\n",
+		"blkio.throttle.io_serviced_recursive":      "8:0 Read 1\n",
+		"blkio.throttle.io_service_bytes":           "8:0 Read 7\n",
+		"blkio.throttle.io_serviced":                "8:0 Read 1\n",
+	}
+	// CFQ counters that count something win.
+	root := t.TempDir()
+	fakeCgroup(t, root, "blkio/pod", throttle)
+	fakeCgroup(t, root, "blkio/pod", map[string]string{"blkio.io_service_bytes_recursive": "8:0 Read 300\n", "blkio.io_serviced_recursive": "8:0 Read 3\n"})
+	want("CFQ", r(root), 300)
+	// Empty CFQ counters (another scheduler): the throttling layer's.
+	fakeCgroup(t, root, "blkio/pod", map[string]string{"blkio.io_service_bytes_recursive": "Total 0\n", "blkio.io_serviced_recursive": "Total 0\n"})
+	want("empty CFQ", r(root), 100)
+	// A directory (a child cgroup the container made) named as the CFQ
+	// file is no CFQ counter.
+	root = t.TempDir()
+	fakeCgroup(t, root, "blkio/pod", throttle)
+	if err := os.Mkdir(filepath.Join(root, "blkio/pod/blkio.io_serviced_recursive"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	want("CFQ name taken by a directory", r(root), 100)
+	// A kernel without the recursive throttling counters.
+	root = t.TempDir()
+	fakeCgroup(t, root, "blkio/pod", map[string]string{"blkio.throttle.io_service_bytes": "8:0 Read 7\n", "blkio.throttle.io_serviced": "8:0 Read 1\n"})
+	want("no recursive counters", r(root), 7)
+}

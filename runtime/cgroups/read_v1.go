@@ -92,17 +92,7 @@ func (r Reader) statV1(dir string) (*stats1.Metrics, error) {
 		}
 	}
 	if p, ok := at(cgroup1.Blkio); ok {
-		// The CFQ counters where the kernel has them, else the
-		// throttling layer's (blk-mq), as cgroup1 picks them.
-		prefix := "blkio."
-		var sst unix.Stat_t
-		if unix.Fstatat(p.fd, "blkio.io_serviced_recursive", &sst, 0) != nil {
-			prefix = "blkio.throttle."
-		}
-		st.Blkio = &stats1.BlkIOStat{
-			IoServiceBytesRecursive: p.blkio(prefix + "io_service_bytes_recursive"),
-			IoServicedRecursive:     p.blkio(prefix + "io_serviced_recursive"),
-		}
+		st.Blkio = p.blkioStats()
 	}
 	if !found {
 		return nil, ErrGone
@@ -153,6 +143,27 @@ func (d cgroupDir) uint(name string) (uint64, error) {
 		return 0, err
 	}
 	return parseV1Uint(data)
+}
+
+// blkioStats reads the CFQ counters where the kernel has them and they
+// count something (as cgroup1 does), else the throttling layer's (blk-mq):
+// recursive ones, so that a pod's cgroup counts its containers' IO, else
+// (kernels without them) the cgroup's own.
+func (d cgroupDir) blkioStats() *stats1.BlkIOStat {
+	// Read, not stat'ed: a container that may write its cgroupfs can make
+	// a directory (a child cgroup) of that name, which does not read.
+	if serviced := d.blkio("blkio.io_serviced_recursive"); len(serviced) > 0 {
+		return &stats1.BlkIOStat{IoServiceBytesRecursive: d.blkio("blkio.io_service_bytes_recursive"), IoServicedRecursive: serviced}
+	}
+	for _, suffix := range []string{"_recursive", ""} {
+		if _, err := d.read("blkio.throttle.io_serviced" + suffix); err == nil {
+			return &stats1.BlkIOStat{
+				IoServiceBytesRecursive: d.blkio("blkio.throttle.io_service_bytes" + suffix),
+				IoServicedRecursive:     d.blkio("blkio.throttle.io_serviced" + suffix),
+			}
+		}
+	}
+	return &stats1.BlkIOStat{}
 }
 
 func (d cgroupDir) blkio(name string) []*stats1.BlkIOEntry {

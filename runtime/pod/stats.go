@@ -20,18 +20,17 @@ import (
 	"github.com/berthrt/berth/runtime/spec"
 )
 
-// statsCache keeps what stats need across calls: the previous CPU sample
-// of each cgroup (CPU rate) and recent writable-layer sizes (walking a
-// layer on every call would be costly).
+// statsCache keeps what stats need across calls: the last sample of each
+// cgroup (the base of its CPU rate, and the answer to the other stats
+// calls of the same kubelet collection) and recent writable-layer sizes
+// (walking a layer on every call would be costly).
 type statsCache struct {
 	mu     sync.Mutex
-	cpu    map[string]cgroups.Sample
+	marks  map[string]cgroupMark
 	layers map[string]layerUsage
-	// recent are the samples of the last sampleTTL, by cgroup: the
-	// kubelet's stats calls of one collection (ListContainerStats, then
-	// ListPodSandboxStats, which holds the same containers) read each
-	// cgroup once.
-	recent map[string]recentSample
+	// gen counts the updates of limits: a sample read before one is not
+	// answered again.
+	gen    uint64
 	pruned time.Time
 	// cgroupRoot, set by tests, is where cgroups are read ("" is the
 	// node's /sys/fs/cgroup).
@@ -45,14 +44,25 @@ type layerUsage struct {
 
 const layerUsageTTL = 10 * time.Second
 
-// sampleTTL is how long a cgroup sample answers again: less than the
-// kubelet's shortest collection period (1 s), so that every collection
-// reads afresh. A sample carries the time it was taken.
-const sampleTTL = 500 * time.Millisecond
+const (
+	// sampleTTL is how long a cgroup sample answers again: less than the
+	// kubelet's shortest collection period (1 s), so that every
+	// collection reads afresh. A sample carries the time it was taken.
+	sampleTTL = 500 * time.Millisecond
+	// minRateWindow is the shortest time a CPU rate is measured over:
+	// two reads closer than that (made at once) keep the last rate.
+	minRateWindow = 100 * time.Millisecond
+	// markTTL is how long the sample of a cgroup no longer read is kept
+	// (a removed pod's parent cgroup).
+	markTTL = 10 * time.Minute
+)
 
-type recentSample struct {
+// cgroupMark is a cgroup's last sample, the CPU rate it gave, and the
+// generation of limits it was read in.
+type cgroupMark struct {
 	s    cgroups.Sample
 	rate *runtimeapi.UInt64Value
+	gen  uint64
 }
 
 func u64(v uint64) *runtimeapi.UInt64Value { return &runtimeapi.UInt64Value{Value: v} }
@@ -61,41 +71,60 @@ func (m *Manager) cgroupReader() cgroups.Reader {
 	return cgroups.Reader{Mode: m.host.CgroupMode, Driver: m.host.CgroupDriver, Root: m.stats.cgroupRoot}
 }
 
-// sample reads a cgroup and returns it with the CPU rate since the last
-// sample of the same cgroup (nil on the first).
+// sample reads a cgroup (or answers with its sample of the last
+// sampleTTL) and returns it with the CPU rate since the sample before (nil
+// on the first).
 func (m *Manager) sample(cgroupsPath string) (cgroups.Sample, *runtimeapi.UInt64Value, error) {
 	m.stats.mu.Lock()
-	r, ok := m.stats.recent[cgroupsPath]
+	mk, ok := m.stats.marks[cgroupsPath]
+	gen := m.stats.gen
 	m.stats.mu.Unlock()
-	if ok && time.Since(r.s.At) < sampleTTL {
-		return r.s, r.rate, nil
+	if ok && mk.gen == gen && time.Since(mk.s.At) < sampleTTL {
+		return mk.s, mk.rate, nil
 	}
 	s, err := m.cgroupReader().Read(m.cgroupReader().Dir(cgroupsPath))
 	if err != nil {
 		return s, nil, err
 	}
-	rate := m.cpuRate(cgroupsPath, s)
+	return s, m.record(cgroupsPath, s, gen), nil
+}
+
+// record keeps s as the last sample under key, read in generation gen, and
+// returns the CPU use in nanocores since the one before.
+func (m *Manager) record(key string, s cgroups.Sample, gen uint64) *runtimeapi.UInt64Value {
 	m.stats.mu.Lock()
-	if m.stats.recent == nil || s.At.Sub(m.stats.pruned) > time.Minute {
-		// Pods' cgroups outlive no pod; their samples go with age.
-		for k, r := range m.stats.recent {
-			if s.At.Sub(r.s.At) > sampleTTL {
-				delete(m.stats.recent, k)
+	defer m.stats.mu.Unlock()
+	if m.stats.marks == nil {
+		m.stats.marks = map[string]cgroupMark{}
+	}
+	prev, ok := m.stats.marks[key]
+	if ok && !s.At.After(prev.s.At.Add(minRateWindow)) {
+		// Read at the same time as the last one (or before it): too
+		// close to measure a rate over; the last one stands.
+		return prev.rate
+	}
+	var rate *runtimeapi.UInt64Value
+	if ok && s.CPUNanos >= prev.s.CPUNanos {
+		rate = u64(uint64(float64(s.CPUNanos-prev.s.CPUNanos) / s.At.Sub(prev.s.At).Seconds()))
+	}
+	m.stats.marks[key] = cgroupMark{s: s, rate: rate, gen: gen}
+	if s.At.Sub(m.stats.pruned) > time.Minute {
+		for k, mk := range m.stats.marks {
+			if s.At.Sub(mk.s.At) > markTTL {
+				delete(m.stats.marks, k)
 			}
-		}
-		if m.stats.recent == nil {
-			m.stats.recent = map[string]recentSample{}
 		}
 		m.stats.pruned = s.At
 	}
-	m.stats.recent[cgroupsPath] = recentSample{s: s, rate: rate}
-	m.stats.mu.Unlock()
-	return s, rate, nil
+	return rate
 }
 
 // runtimeSample asks the runtime (gVisor) for a container's use: its
 // processes run in the sandbox, not in the container's host cgroup.
 func (m *Manager) runtimeSample(sb *sandbox, id string) (cgroups.Sample, *runtimeapi.UInt64Value, error) {
+	m.stats.mu.Lock()
+	gen := m.stats.gen
+	m.stats.mu.Unlock()
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	st, err := sb.handler.Stats(ctx, id)
@@ -103,29 +132,14 @@ func (m *Manager) runtimeSample(sb *sandbox, id string) (cgroups.Sample, *runtim
 		return cgroups.Sample{}, nil, err
 	}
 	s := cgroups.Sample{At: time.Now(), CPUNanos: st.CPUNanos, MemUsage: st.MemUsage, WorkingSet: st.MemUsage, MemLimit: st.MemLimit, Processes: st.Pids}
-	return s, m.cpuRate("runtime:"+id, s), nil
-}
-
-// cpuRate is the CPU use in nanocores since the last sample under key.
-func (m *Manager) cpuRate(key string, s cgroups.Sample) *runtimeapi.UInt64Value {
-	m.stats.mu.Lock()
-	defer m.stats.mu.Unlock()
-	if m.stats.cpu == nil {
-		m.stats.cpu = map[string]cgroups.Sample{}
-	}
-	var rate *runtimeapi.UInt64Value
-	if prev, ok := m.stats.cpu[key]; ok && s.At.After(prev.At) && s.CPUNanos >= prev.CPUNanos {
-		rate = u64(uint64(float64(s.CPUNanos-prev.CPUNanos) / s.At.Sub(prev.At).Seconds()))
-	}
-	m.stats.cpu[key] = s
-	return rate
+	return s, m.record("runtime:"+id, s, gen), nil
 }
 
 // dropRecentSamples makes the next stats read every cgroup afresh (its
-// limits changed).
+// limits changed), samples being read now included.
 func (m *Manager) dropRecentSamples() {
 	m.stats.mu.Lock()
-	m.stats.recent = nil
+	m.stats.gen++
 	m.stats.mu.Unlock()
 }
 
@@ -134,15 +148,9 @@ func (m *Manager) forgetStats(id string) {
 	m.stats.mu.Lock()
 	defer m.stats.mu.Unlock()
 	delete(m.stats.layers, id)
-	delete(m.stats.cpu, "runtime:"+id)
-	for k := range m.stats.cpu {
+	for k := range m.stats.marks {
 		if strings.HasSuffix(k, "/"+id) || strings.HasSuffix(k, ":"+id) {
-			delete(m.stats.cpu, k)
-		}
-	}
-	for k := range m.stats.recent {
-		if strings.HasSuffix(k, "/"+id) || strings.HasSuffix(k, ":"+id) {
-			delete(m.stats.recent, k)
+			delete(m.stats.marks, k)
 		}
 	}
 }

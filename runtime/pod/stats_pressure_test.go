@@ -160,10 +160,46 @@ func TestStatsSampleReused(t *testing.T) {
 	}
 	e.m.forgetStats(id)
 	e.m.stats.mu.Lock()
-	for k := range e.m.stats.recent {
+	for k := range e.m.stats.marks {
 		if strings.HasSuffix(k, id) {
 			t.Errorf("sample of a removed container kept: %s", k)
 		}
 	}
 	e.m.stats.mu.Unlock()
+}
+
+// TestStatsRateOfConcurrentReads: a sample read at the same time as the
+// last one (two stats calls missing the cache at once), or finishing
+// after a later one, keeps the last CPU rate instead of one measured over
+// microseconds; a sample read before an update of limits is not answered
+// again.
+func TestStatsRateOfConcurrentReads(t *testing.T) {
+	e := newEnv(t)
+	t0 := time.Now()
+	at := func(d time.Duration, cpu uint64) cgroups.Sample { return cgroups.Sample{At: t0.Add(d), CPUNanos: cpu} }
+	gen := e.m.stats.gen
+	if r := e.m.record("k", at(0, 0), gen); r != nil {
+		t.Fatalf("first rate %v", r)
+	}
+	r := e.m.record("k", at(time.Second, 5e8), gen)
+	if r.GetValue() != 5e8 {
+		t.Fatalf("rate %v, want half a core", r)
+	}
+	for name, s := range map[string]cgroups.Sample{"same time": at(time.Second+time.Microsecond, 5e8+1000), "older": at(time.Second-time.Millisecond, 5e8-1000)} {
+		if got := e.m.record("k", s, gen); got.GetValue() != 5e8 {
+			t.Errorf("%s: rate %v, want the last one", name, got)
+		}
+	}
+	if got := e.m.record("k", at(2*time.Second, 1e9), gen); got.GetValue() != 5e8 {
+		t.Errorf("next rate %v", got)
+	}
+	// A read begun before an update of limits, recorded after it.
+	e.m.dropRecentSamples()
+	e.m.record("k", at(3*time.Second, 15e8), gen)
+	e.m.stats.mu.Lock()
+	reusable := e.m.stats.marks["k"].gen == e.m.stats.gen
+	e.m.stats.mu.Unlock()
+	if reusable {
+		t.Error("a sample read before an update of limits answers again")
+	}
 }

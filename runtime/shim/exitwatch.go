@@ -26,12 +26,17 @@ func reapWhenExited(cmd *exec.Cmd) <-chan error {
 // awaitExit returns once process pid (a child) has exited, without
 // reaping it; at once when it cannot watch it.
 func awaitExit(pid int) {
-	pidfd, err := unix.PidfdOpen(pid, unix.PIDFD_NONBLOCK)
+	pidfd, err := unix.PidfdOpen(pid, 0)
 	if err != nil {
 		return
 	}
-	// Non-blocking: os.NewFile registers it with the poller, which
-	// reports it readable once the process has exited.
+	// Non-blocking (set here: PIDFD_NONBLOCK needs kernel 5.10), so that
+	// os.NewFile registers it with the poller, which reports it readable
+	// once the process has exited.
+	if err := unix.SetNonblock(pidfd, true); err != nil {
+		_ = unix.Close(pidfd)
+		return
+	}
 	f := os.NewFile(uintptr(pidfd), "pidfd")
 	defer func() { _ = f.Close() }()
 	rc, err := f.SyscallConn()

@@ -103,9 +103,9 @@ type groupResult struct {
 }
 
 func (d *DB) commitGroup(batch []*groupCall) {
-	err := d.Update(func(tx *Tx) error {
+	err := d.updateRecovered(func(tx *Tx) error {
 		for _, c := range batch {
-			if err := guarded(c.fn, tx); err != nil {
+			if err := c.fn(tx); err != nil {
 				return err
 			}
 		}
@@ -115,22 +115,23 @@ func (d *DB) commitGroup(batch []*groupCall) {
 		if err != nil && len(batch) > 1 {
 			// One call failed (or the commit did): each runs alone, so
 			// that one call's error is no other's.
-			c.done <- groupResult{err: d.Update(func(tx *Tx) error { return guarded(c.fn, tx) })}
+			c.done <- groupResult{err: d.updateRecovered(c.fn)}
 			continue
 		}
 		c.done <- groupResult{err: err}
 	}
 }
 
-// guarded runs fn, a panic in it becoming its error: a call that panics
-// must not leave the others of its group waiting for ever.
-func guarded(fn func(*Tx) error, tx *Tx) (err error) {
+// updateRecovered is Update with a panic (in fn or in bbolt, which rolls
+// the transaction back) turned into its error: a panic must not leave
+// the calls of a group, and every later Group call, waiting for ever.
+func (d *DB) updateRecovered(fn func(*Tx) error) (err error) {
 	defer func() {
 		if r := recover(); r != nil {
 			err = fmt.Errorf("panic in a grouped transaction: %v", r)
 		}
 	}()
-	return fn(tx)
+	return d.Update(fn)
 }
 
 // View runs fn in a read-only transaction.
