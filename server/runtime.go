@@ -124,7 +124,9 @@ func (s *RuntimeService) PodSandboxStatus(ctx context.Context, req *runtimeapi.P
 	return &runtimeapi.PodSandboxStatusResponse{Status: st, Info: info}, nil
 }
 
-// ListPodSandbox lists pods.
+// ListPodSandbox lists pods. The response carries its items already
+// encoded (pod.Manager.ListPodSandboxResponse): on the wire they are
+// Items, in this process Items is empty.
 func (s *RuntimeService) ListPodSandbox(ctx context.Context, req *runtimeapi.ListPodSandboxRequest) (*runtimeapi.ListPodSandboxResponse, error) {
 	return s.Pods.ListPodSandboxResponse(ctx, req.GetFilter())
 }
@@ -165,7 +167,7 @@ func (s *RuntimeService) ContainerStatus(ctx context.Context, req *runtimeapi.Co
 	return &runtimeapi.ContainerStatusResponse{Status: st, Info: info}, nil
 }
 
-// ListContainers lists containers.
+// ListContainers lists containers, encoded as ListPodSandbox's are.
 func (s *RuntimeService) ListContainers(ctx context.Context, req *runtimeapi.ListContainersRequest) (*runtimeapi.ListContainersResponse, error) {
 	return s.Pods.ListContainersResponse(ctx, req.GetFilter())
 }
