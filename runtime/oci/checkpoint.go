@@ -44,9 +44,9 @@ type CheckpointOpts struct {
 // sandbox (its kernel, every container's processes and in-sandbox
 // files); --leave-running resumes it afterwards. WorkPath is unused
 // (runsc ignores it) and runsc has no --file-locks: its kernel saves
-// locks with the rest. Network connections are cut in the saved image
-// (runsc's --net-disconnect-ok, on by default): the restored pod has
-// another address.
+// locks with the rest. TCP connections go on in the running sandbox and
+// are reset in a restored one (gVisor's default without
+// --allow-connected-on-save): the restored pod has another address.
 func (r *Runtime) Checkpoint(ctx context.Context, id string, o CheckpointOpts) *exec.Cmd {
 	if r.Traits().SandboxCheckpoint {
 		return r.cmd(ctx, o.LogFile, "checkpoint", "--image-path", o.ImagePath, "--leave-running", id)
