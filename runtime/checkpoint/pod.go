@@ -15,20 +15,38 @@ import (
 // A pod checkpoint (the CRI's CheckpointPod) is a directory the caller
 // provides; the CRI leaves its layout to the runtime. berth's is
 //
-//	pod.json               PodDump: the pod's config, handler and
-//	                       containers
+//	pod.json               PodDump: the pod's config, handler, runtime
+//	                       family, image kind and containers
 //	shm.tar                the pod's /dev/shm, when it has its own
 //	containers/<name>/     one container, in the single-container layout
 //	                       (config.dump, spec.dump, checkpoint/, ...)
+//	gvisor/                gVisor pods only: runsc's image of the whole
+//	                       sandbox (checkpoint.img, pages_meta.img,
+//	                       pages.img)
 //
 // so that each container's directory is what a restore of one container
-// reads (a Source), as an OCI checkpoint image's layer is.
+// reads (a Source), as an OCI checkpoint image's layer is. pod.json's
+// "images" says which of the two holds the processes: "criu" (each
+// container's checkpoint/, runc) or "gvisor" (gvisor/, with only the
+// metadata in each container's directory); a restore refuses a pod
+// checkpoint of the other kind than its handler's.
 const (
 	PodDumpFile   = "pod.json"
 	ShmTar        = "shm.tar"
 	ContainersDir = "containers"
+	// GVisorDir holds runsc's image of a gVisor pod's sandbox.
+	GVisorDir = "gvisor"
 	// PodFormat is the version of the layout; a restore refuses others.
 	PodFormat = 1
+)
+
+// The kinds of process images a pod checkpoint holds (PodDump.Images).
+const (
+	// ImagesCRIU: one CRIU image directory per container (runc). Pod
+	// checkpoints written before PodDump.Images existed are of this kind.
+	ImagesCRIU = "criu"
+	// ImagesGVisor: one runsc image of the whole sandbox, in GVisorDir.
+	ImagesGVisor = "gvisor"
 )
 
 // PodDump is pod.json.
@@ -44,6 +62,9 @@ type PodDump struct {
 	// runtime family ("runc"): a restore needs one of the same family.
 	Handler     string `json:"handler"`
 	RuntimeKind string `json:"runtimeKind"`
+	// Images is the kind of process images (ImagesCRIU, ImagesGVisor);
+	// "" is ImagesCRIU. Kind() reads it.
+	Images string `json:"images,omitempty"`
 	// Shm says shm.tar holds the pod's /dev/shm.
 	Shm            bool           `json:"shm,omitempty"`
 	Containers     []PodContainer `json:"containers"`
@@ -56,6 +77,14 @@ type PodContainer struct {
 	Name string `json:"name"`
 	// ID was its id in the checkpointed pod.
 	ID string `json:"id"`
+}
+
+// Kind is the kind of process images the checkpoint holds.
+func (d *PodDump) Kind() string {
+	if d.Images == "" {
+		return ImagesCRIU
+	}
+	return d.Images
 }
 
 // Dir is the container's directory, relative to the pod checkpoint.
@@ -104,6 +133,14 @@ func ReadPodDump(dir string) (*PodDump, error) {
 	}
 	if len(d.Containers) == 0 {
 		return nil, fmt.Errorf("%s lists no container", PodDumpFile)
+	}
+	// The marker and the runtime family agree: only runsc writes gVisor
+	// images, and runsc pods only those.
+	switch k := d.Kind(); {
+	case k != ImagesCRIU && k != ImagesGVisor:
+		return nil, fmt.Errorf("%s: unknown process images %q (%s or %s)", PodDumpFile, k, ImagesCRIU, ImagesGVisor)
+	case (k == ImagesGVisor) != (d.RuntimeKind == "runsc"):
+		return nil, fmt.Errorf("%s: %s images from a %q handler: no runtime writes those", PodDumpFile, k, d.RuntimeKind)
 	}
 	seen := map[string]bool{}
 	for _, c := range d.Containers {

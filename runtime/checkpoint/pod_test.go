@@ -127,3 +127,63 @@ func TestWriteTree(t *testing.T) {
 		t.Errorf("shm tar: %v %v", fi, err)
 	}
 }
+
+// TestPodDumpImages: pod.json's process-image marker must agree with the
+// runtime family that wrote it, and a pod checkpoint written before the
+// marker existed is CRIU's.
+func TestPodDumpImages(t *testing.T) {
+	for name, tc := range map[string]struct {
+		kind, images string
+		want         string // "" when refused
+	}{
+		"runc, no marker": {"runc", "", ImagesCRIU},
+		"runc":            {"runc", ImagesCRIU, ImagesCRIU},
+		"runsc":           {"runsc", ImagesGVisor, ImagesGVisor},
+		"runsc as criu":   {"runsc", ImagesCRIU, ""},
+		"runsc unmarked":  {"runsc", "", ""},
+		"runc as gvisor":  {"runc", ImagesGVisor, ""},
+		"unknown images":  {"runc", "zfs", ""},
+	} {
+		t.Run(name, func(t *testing.T) {
+			dir := t.TempDir()
+			d := &PodDump{Format: PodFormat, RuntimeKind: tc.kind, Images: tc.images, Config: []byte("{}"), Containers: []PodContainer{{Name: "a"}}}
+			if err := WritePodDump(dir, d); err != nil {
+				t.Fatal(err)
+			}
+			got, err := ReadPodDump(dir)
+			switch {
+			case tc.want == "" && err == nil:
+				t.Errorf("ReadPodDump accepted %s images from %s", tc.images, tc.kind)
+			case tc.want != "" && err != nil:
+				t.Errorf("ReadPodDump: %v", err)
+			case tc.want != "" && got.Kind() != tc.want:
+				t.Errorf("Kind() = %q, want %q", got.Kind(), tc.want)
+			}
+		})
+	}
+}
+
+// TestCopyGVisorImage: only the flat regular files of gvisor/ are
+// copied; without the state file among them, nothing is restored.
+func TestCopyGVisorImage(t *testing.T) {
+	src, dst := t.TempDir(), t.TempDir()
+	write(t, filepath.Join(src, GVisorDir, GVisorStateFile), "state")
+	write(t, filepath.Join(src, GVisorDir, "pages.img"), "pages")
+	if err := os.Symlink("/etc/hostname", filepath.Join(src, GVisorDir, "pages_meta.img")); err != nil {
+		t.Fatal(err)
+	}
+	if err := CopyGVisorImage(t.Context(), src, dst); err != nil {
+		t.Fatal(err)
+	}
+	names, _ := os.ReadDir(dst)
+	var got []string
+	for _, n := range names {
+		got = append(got, n.Name())
+	}
+	if !slices.Equal(got, []string{GVisorStateFile, "pages.img"}) {
+		t.Errorf("copied %v", got)
+	}
+	if err := CopyGVisorImage(t.Context(), t.TempDir(), t.TempDir()); err == nil {
+		t.Error("a checkpoint without a gVisor image was copied")
+	}
+}

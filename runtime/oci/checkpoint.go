@@ -38,7 +38,19 @@ type CheckpointOpts struct {
 // --tcp-established (neither containerd nor CRI-O sets it for the CRI):
 // a restore in a new pod has another address, where an established
 // connection cannot come back.
+//
+// On a runtime that checkpoints whole sandboxes (gVisor), id is the
+// sandbox container and ImagePath receives the image of the whole
+// sandbox (its kernel, every container's processes and in-sandbox
+// files); --leave-running resumes it afterwards. WorkPath is unused
+// (runsc ignores it) and runsc has no --file-locks: its kernel saves
+// locks with the rest. TCP connections go on in the running sandbox and
+// are reset in a restored one (gVisor's default without
+// --allow-connected-on-save): the restored pod has another address.
 func (r *Runtime) Checkpoint(ctx context.Context, id string, o CheckpointOpts) *exec.Cmd {
+	if r.Traits().SandboxCheckpoint {
+		return r.cmd(ctx, o.LogFile, "checkpoint", "--image-path", o.ImagePath, "--leave-running", id)
+	}
 	return r.cmd(ctx, o.LogFile, "checkpoint", "--image-path", o.ImagePath, "--work-path", o.WorkPath,
 		"--leave-running", "--file-locks", id)
 }
@@ -53,7 +65,20 @@ type RestoreOpts struct {
 // leaves the restored init to the caller (a subreaper). The container's
 // stdio are the command's: runc hands them to the restored process where
 // its dumped stdio were pipes.
+//
+// On gVisor the restore of the sandbox container makes the sandbox from
+// the bundle and hands it the image (ImagePath); the restore of each
+// other container joins it (runsc needs an ImagePath there too, and
+// reads nothing from it), and the sandbox's kernel comes back once the
+// last container the image holds has joined. Containers are matched to
+// the image's by io.kubernetes.cri.container-name (the sandbox container
+// has none: it is the root). The stdio given to a container's restore are
+// its own, as at `start`. WorkPath is unused.
 func (r *Runtime) Restore(ctx context.Context, id string, o RestoreOpts) *exec.Cmd {
+	if r.Traits().SandboxCheckpoint {
+		return r.cmd(ctx, o.LogFile, "restore", "--detach", "--bundle", o.Bundle, "--pid-file", o.PidFile,
+			"--image-path", o.ImagePath, id)
+	}
 	return r.cmd(ctx, o.LogFile, "restore", "--detach", "--bundle", o.Bundle, "--pid-file", o.PidFile,
 		"--image-path", o.ImagePath, "--work-path", o.WorkPath, "--file-locks", id)
 }
@@ -70,16 +95,11 @@ func (r *Runtime) Resume(ctx context.Context, id, logFile string) *exec.Cmd {
 
 // PodCheckpointUnsupported says why berth cannot checkpoint or restore a
 // whole pod (CheckpointPod, RestorePod) on a runtime of kind k; "" when it
-// can.
+// can: with CRIU, container by container (runc), or the whole sandbox at
+// once (gVisor's runsc checkpoint and restore).
 func (k Kind) PodCheckpointUnsupported() string {
-	if k == KindRunsc {
-		// gVisor can: `runsc checkpoint` of the sandbox container saves
-		// every container of the sandbox in one image, and a restore is
-		// `runsc create` + `runsc restore` of the sandbox container, then
-		// of each container (matched by io.kubernetes.cri.container-name).
-		// berth's shim starts a pod's sandbox container with the pod and
-		// has no restore path for runsc containers yet.
-		return "runsc: berth does not drive gVisor's sandbox checkpoint and restore (runsc checkpoint of the sandbox container; runsc restore of it and of each container) yet; checkpoint pods on a runc handler"
+	if k.Traits().SandboxCheckpoint {
+		return ""
 	}
 	return k.CheckpointUnsupported()
 }

@@ -51,6 +51,11 @@ type Traits struct {
 	// Checkpoint: `checkpoint` and `restore` with CRIU, runc's command
 	// line (see checkpoint.go for why the others cannot).
 	Checkpoint bool
+	// SandboxCheckpoint: the runtime checkpoints and restores a whole
+	// sandbox, every container of it in one image (gVisor: `checkpoint`
+	// of the sandbox container, `restore` of it and then of each
+	// container), never one container alone.
+	SandboxCheckpoint bool
 	// SystemdProperties: with --systemd-cgroup it gives systemd a
 	// container's limits as properties of its scope (runc), which a
 	// daemon-reload then keeps; berth does it for the others.
@@ -60,7 +65,7 @@ type Traits struct {
 var kinds = map[Kind]Traits{
 	KindRunc:  {PinnedPods: true, DirectExec: true, DirectStart: true, ExecHome: "/", Checkpoint: true, SystemdProperties: true},
 	KindCrun:  {PinnedPods: true, DirectExec: true, LogFilePrefix: "file:", RefusesHybridCgroups: true},
-	KindRunsc: {Sandboxed: true, HostNetworkArgs: []string{"--network=host"}},
+	KindRunsc: {Sandboxed: true, HostNetworkArgs: []string{"--network=host"}, SandboxCheckpoint: true},
 	KindOCI:   {},
 }
 

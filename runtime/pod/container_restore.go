@@ -34,6 +34,10 @@ type restoreSource struct {
 	config checkpoint.ContainerConfig
 	// release lets go of the checkpoint image's layer (nil for a path).
 	release func()
+	// sandboxImage, for a container of a gVisor pod checkpoint, is the
+	// sandbox's image (in the new pod's directory): its processes and
+	// files come from there, its directory adds only the log.
+	sandboxImage string
 }
 
 // done releases what the source holds; nil-safe.
@@ -271,6 +275,9 @@ func (r *restoreSource) unpack(ctx context.Context, sb *sandbox, cfg *runtimeapi
 	if r == nil {
 		return nil
 	}
+	if r.sandboxImage != "" {
+		return r.unpackLog(ctx, sb, cfg)
+	}
 	upper := filepath.Join(rw, "upper")
 	for _, d := range []string{rw, r.images(rw), r.work(rw)} {
 		if err := PrivateDir(d); err != nil {
@@ -293,6 +300,22 @@ func (r *restoreSource) unpack(ctx context.Context, sb *sandbox, cfg *runtimeapi
 	return nil
 }
 
+// unpackLog continues a gVisor container's log from its checkpoint.
+func (r *restoreSource) unpackLog(ctx context.Context, sb *sandbox, cfg *runtimeapi.ContainerConfig) error {
+	dir, p := sb.cfg.GetLogDirectory(), cfg.GetLogPath()
+	if dir == "" || p == "" {
+		return nil
+	}
+	log := filepath.Join(dir, p)
+	if err := os.MkdirAll(filepath.Dir(log), 0o755); err != nil { //nolint:gosec // the kubelet's pod log dir, 0755 as the kubelet makes it
+		return err
+	}
+	if err := checkpoint.UnpackLog(ctx, r.src, log); err != nil {
+		return fmt.Errorf("restore from %s: %w", r.src, err)
+	}
+	return nil
+}
+
 func (r *restoreSource) images(rw string) string {
 	return filepath.Join(rw, "restore", checkpoint.ImagesDir)
 }
@@ -303,6 +326,9 @@ func (r *restoreSource) work(rw string) string { return filepath.Join(rw, "resto
 func (r *restoreSource) shimOptions(rw string) *shimv1.RestoreOptions {
 	if r == nil {
 		return nil
+	}
+	if r.sandboxImage != "" {
+		return &shimv1.RestoreOptions{ImagePath: r.sandboxImage}
 	}
 	return &shimv1.RestoreOptions{ImagePath: r.images(rw), WorkPath: r.work(rw)}
 }

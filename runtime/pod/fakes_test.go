@@ -160,6 +160,10 @@ type shimState struct {
 	calls []string
 	// updates are the Update requests, in order.
 	updates []*shimv1.UpdateRequest
+	// ckptPods are the CheckpointPod requests, restores the restore
+	// options each container was created with.
+	ckptPods []*shimv1.CheckpointPodRequest
+	restores map[string]*shimv1.RestoreOptions
 	// conns are every connection's done channel.
 	conns []*fakeShim
 }
@@ -247,6 +251,12 @@ func (s *fakeShim) Create(ctx context.Context, r *shimv1.CreateRequest) (*shimv1
 		return nil, errdefs.AlreadyExists("container %s", r.Id)
 	}
 	s.pid++
+	if r.Restore != nil {
+		if s.restores == nil {
+			s.restores = map[string]*shimv1.RestoreOptions{}
+		}
+		s.restores[r.Id] = r.Restore
+	}
 	st := &shimv1.ContainerState{Id: r.Id, Pid: s.pid, Status: shimv1.Status_STATUS_CREATED}
 	s.ctrs[r.Id] = st
 	return st, nil
@@ -382,6 +392,9 @@ func (s *fakeShim) Checkpoint(ctx context.Context, r *shimv1.CheckpointRequest) 
 }
 
 func (s *fakeShim) CheckpointPod(ctx context.Context, r *shimv1.CheckpointPodRequest) (*shimv1.Empty, error) {
+	s.mu.Lock()
+	s.ckptPods = append(s.ckptPods, r)
+	s.mu.Unlock()
 	return &shimv1.Empty{}, s.record("CheckpointPod")
 }
 
@@ -728,6 +741,7 @@ func newEnv(t *testing.T) *env {
 			// The binaries do not exist: a runtime call fails at once.
 			"runc":  {Runtime: &oci.Runtime{Name: "runc", Path: filepath.Join(dir, "bin", "runc")}, Info: &oci.Info{SpecVersion: "1.2.0"}},
 			"runsc": {Runtime: &oci.Runtime{Name: "runsc", Path: filepath.Join(dir, "bin", "runsc")}, Info: &oci.Info{SpecVersion: "1.2.0"}},
+			"crun":  {Runtime: &oci.Runtime{Name: "crun", Path: filepath.Join(dir, "bin", "crun")}, Info: &oci.Info{SpecVersion: "1.2.0"}},
 		}},
 	}
 	e.start()

@@ -45,11 +45,12 @@ func (m *Manager) CheckpointPod(ctx context.Context, podID, out string, ids []st
 	if why := handlerKind(sb.handler).PodCheckpointUnsupported(); why != "" {
 		return errdefs.Errorf(errdefs.ErrUnimplemented, "CheckpointPod: %s", why)
 	}
+	gvisor := handlerKind(sb.handler).Traits().SandboxCheckpoint
 	ctrs, err := m.podCheckpointContainers(rec.ID, ids)
 	if err != nil {
 		return err
 	}
-	if err := m.checkpointable(sb); err != nil {
+	if err := m.podCheckpointable(sb); err != nil {
 		return err
 	}
 	for _, c := range ctrs {
@@ -61,7 +62,14 @@ func (m *Manager) CheckpointPod(ctx context.Context, podID, out string, ids []st
 			return errdefs.FailedPrecondition("container %s is %s: every container of a pod checkpoint must be running", c.snapshot().ID, st)
 		}
 	}
-	if err := m.checkSysV(sb, len(ctrs)); err != nil {
+	if gvisor {
+		// gVisor saves the sandbox, every container in it, and restores
+		// only all of them together.
+		if err := wholeSandbox(m.podContainers(rec.ID), ctrs); err != nil {
+			return err
+		}
+	} else if err := m.checkSysV(sb, len(ctrs)); err != nil {
+		// (gVisor's kernel saves the pod's SysV objects once, with it.)
 		return err
 	}
 	if err := checkpoint.EmptyDir(out); err != nil {
@@ -84,11 +92,28 @@ func (m *Manager) CheckpointPod(ctx context.Context, podID, out string, ids []st
 	defer func() { _ = os.RemoveAll(stage) }()
 	req := &shimv1.CheckpointPodRequest{}
 	dump := &checkpoint.PodDump{Format: checkpoint.PodFormat, Engine: "berth", ID: rec.ID, Handler: rec.Handler,
-		RuntimeKind: string(handlerKind(sb.handler))}
+		RuntimeKind: string(handlerKind(sb.handler)), Images: checkpoint.ImagesCRIU}
+	if gvisor {
+		// One image of the sandbox, taken through its sandbox container
+		// (the pod's id); each container's directory holds its metadata.
+		images := filepath.Join(stage, checkpoint.GVisorDir)
+		if err := PrivateDir(images); err != nil {
+			return err
+		}
+		req.Containers = []*shimv1.CheckpointRequest{{Id: rec.ID, ImagePath: images}}
+		dump.Images = checkpoint.ImagesGVisor
+	}
 	for _, c := range ctrs {
 		cr := c.snapshot()
 		pc := checkpoint.PodContainer{Name: c.cfg.GetMetadata().GetName(), ID: cr.ID}
 		dir := filepath.Join(stage, pc.Dir())
+		dump.Containers = append(dump.Containers, pc)
+		if gvisor {
+			if err := PrivateDir(dir); err != nil {
+				return err
+			}
+			continue
+		}
 		images := filepath.Join(dir, checkpoint.ImagesDir)
 		if err := PrivateDir(images); err != nil {
 			return err
@@ -98,7 +123,6 @@ func (m *Manager) CheckpointPod(ctx context.Context, podID, out string, ids []st
 			Id: cr.ID, ImagePath: images, WorkPath: dir,
 			UpperDir: filepath.Join(m.ctrRootDir(), cr.ID, "upper"), LowerDirs: overlayLowers(rootfs),
 		})
-		dump.Containers = append(dump.Containers, pc)
 	}
 	if !hostIPC(sb.cfg) {
 		req.ShmDir, req.ShmTar = filepath.Join(m.podDir(rec.ID), "shm"), filepath.Join(stage, checkpoint.ShmTar)
@@ -125,6 +149,36 @@ func (m *Manager) CheckpointPod(ctx context.Context, podID, out string, ids []st
 		return fmt.Errorf("write pod checkpoint: %w", err)
 	}
 	logctx.From(ctx, m.log).Info("pod checkpointed", "id", rec.ID, "containers", len(ctrs), "output", out)
+	return nil
+}
+
+// podCheckpointable refuses a pod its handler cannot checkpoint whole:
+// gVisor needs no CRIU, runc does (checkpointable).
+func (m *Manager) podCheckpointable(sb *sandbox) error {
+	if !handlerKind(sb.handler).Traits().SandboxCheckpoint {
+		return m.checkpointable(sb)
+	}
+	if m.idmapFor(sb) != nil {
+		return errdefs.FailedPrecondition("pods with a user namespace (hostUsers: false) cannot be checkpointed or restored")
+	}
+	return nil
+}
+
+// wholeSandbox refuses a gVisor pod checkpoint that leaves out a
+// container of the pod: runsc saves every container of the sandbox, and
+// its restore waits for each of them, so a checkpoint of some would
+// restore none.
+func wholeSandbox(all, named []*container) error {
+	var left []string
+	for _, c := range all {
+		if !slices.Contains(named, c) {
+			left = append(left, c.snapshot().ID)
+		}
+	}
+	if len(left) > 0 {
+		sort.Strings(left)
+		return errdefs.FailedPrecondition("gVisor checkpoints the whole sandbox: container_ids must name every container of the pod (it also holds %s; remove those not running first)", strings.Join(left, ", "))
+	}
 	return nil
 }
 

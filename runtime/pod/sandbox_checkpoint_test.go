@@ -66,8 +66,8 @@ func TestCheckpointPodRefusals(t *testing.T) {
 		t.Errorf("refusals left %d entries in the output directory", len(left))
 	}
 
-	t.Run("runsc", func(t *testing.T) {
-		id, err := e.m.RunPodSandbox(ctx, podConfig("g"), "runsc")
+	t.Run("crun", func(t *testing.T) {
+		id, err := e.m.RunPodSandbox(ctx, podConfig("k"), "crun")
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -76,7 +76,7 @@ func TestCheckpointPodRefusals(t *testing.T) {
 			t.Fatal(err)
 		}
 		if err := e.m.CheckpointPod(ctx, id, out, []string{c}, nil); !errors.Is(err, errdefs.ErrUnimplemented) {
-			t.Errorf("CheckpointPod of a gVisor pod: %v, want Unimplemented", err)
+			t.Errorf("CheckpointPod of a crun pod: %v, want Unimplemented", err)
 		}
 	})
 }
@@ -150,7 +150,8 @@ func TestCheckpointPodLayout(t *testing.T) {
 		"relative path":        {RestorePodRequest{Path: "ckpt", Config: newCfg(), Containers: both()}, errdefs.ErrInvalidArgument},
 		"options":              {RestorePodRequest{Path: out, Config: newCfg(), Containers: both(), Options: map[string]string{"k": "v"}}, errdefs.ErrInvalidArgument},
 		"not a checkpoint":     {RestorePodRequest{Path: t.TempDir(), Config: newCfg(), Containers: both()}, errdefs.ErrInvalidArgument},
-		"gVisor":               {RestorePodRequest{Path: out, Config: newCfg(), Containers: both(), Handler: "runsc"}, errdefs.ErrUnimplemented},
+		"on gVisor":            {RestorePodRequest{Path: out, Config: newCfg(), Containers: both(), Handler: "runsc"}, errdefs.ErrFailedPrecondition},
+		"on crun":              {RestorePodRequest{Path: out, Config: newCfg(), Containers: both(), Handler: "crun"}, errdefs.ErrUnimplemented},
 		"no pod config":        {RestorePodRequest{Path: out, Containers: both()}, errdefs.ErrInvalidArgument},
 		"no container configs": {RestorePodRequest{Path: out, Config: newCfg()}, errdefs.ErrInvalidArgument},
 		"a name missing":       {RestorePodRequest{Path: out, Config: newCfg(), Containers: []*runtimeapi.ContainerConfig{ctrConfig("a")}}, errdefs.ErrInvalidArgument},

@@ -59,12 +59,23 @@ type podRestore struct {
 // as for a container restored alone. The pod's /dev/shm is restored
 // before any container is created (its UTS names CRIU restores with each
 // container). On error, the new pod and its containers are removed.
+//
+// A gVisor checkpoint (runsc) is one image of the whole sandbox: the new
+// pod's sandbox container is restored from it (runsc restore) instead of
+// started, and StartContainer of each container is its runsc restore,
+// which joins the sandbox; its kernel resumes when the last has.
 func (m *Manager) RestorePod(ctx context.Context, req RestorePodRequest) (_ string, _ []RestoredContainer, err error) {
 	r, err := m.readPodRestore(req)
 	if err != nil {
 		return "", nil, err
 	}
-	podID, err := m.RunPodSandbox(ctx, r.cfg, r.handler.Name)
+	var restore *sandboxRestore
+	if r.dump.Kind() == checkpoint.ImagesGVisor {
+		restore = &sandboxRestore{prepare: func(ctx context.Context, sb *sandbox) (string, error) {
+			return m.prepareSandboxRestore(ctx, sb, r, req.Path)
+		}}
+	}
+	podID, err := m.runPodSandbox(ctx, r.cfg, r.handler.Name, restore)
 	if err != nil {
 		return "", nil, err
 	}
@@ -79,22 +90,55 @@ func (m *Manager) RestorePod(ctx context.Context, req RestorePodRequest) (_ stri
 	if err != nil {
 		return "", nil, err
 	}
-	if err := m.checkpointable(sb); err != nil {
+	if err := m.podCheckpointable(sb); err != nil {
 		return "", nil, err
 	}
-	if err := m.restorePodState(ctx, sb, r, req.Path); err != nil {
-		return "", nil, err
+	if restore == nil {
+		if err := m.restorePodState(ctx, sb, r, req.Path); err != nil {
+			return "", nil, err
+		}
 	}
 	out := make([]RestoredContainer, 0, len(r.ctrs))
 	for i, cfg := range r.ctrs {
+		if restore != nil {
+			// Each joins the restored sandbox at start; the image is
+			// the sandbox's (runsc wants a path, and reads nothing from
+			// it for a container that is not the sandbox's).
+			r.srcs[i].sandboxImage = m.sandboxImageDir(podID)
+		}
 		id, err := m.createContainer(ctx, sb, cfg, r.srcs[i])
 		if err != nil {
 			return "", nil, fmt.Errorf("restore container %s: %w", cfg.GetMetadata().GetName(), err)
 		}
 		out = append(out, RestoredContainer{Name: cfg.GetMetadata().GetName(), ID: id})
 	}
-	logctx.From(ctx, m.log).Info("pod restored", "id", podID, "from", req.Path, "checkpointed", r.dump.ID, "containers", len(out))
+	logctx.From(ctx, m.log).Info("pod restored", "id", podID, "from", req.Path, "checkpointed", r.dump.ID, "containers", len(out), "images", r.dump.Kind())
 	return podID, out, nil
+}
+
+// sandboxImageDir is where a gVisor pod being restored keeps its copy of
+// the sandbox's image, until its sandbox container's restore has opened
+// it.
+func (m *Manager) sandboxImageDir(podID string) string {
+	return filepath.Join(m.podDir(podID), "gvisor-restore")
+}
+
+// prepareSandboxRestore readies a new gVisor pod for its sandbox's
+// restore: its /dev/shm back (the sandbox reopens the files it had open
+// there when its kernel is restored) and the image copied into the pod's
+// directory.
+func (m *Manager) prepareSandboxRestore(ctx context.Context, sb *sandbox, r *podRestore, path string) (string, error) {
+	dst := m.sandboxImageDir(sb.snapshot().ID)
+	if err := PrivateDir(dst); err != nil {
+		return "", err
+	}
+	if err := checkpoint.CopyGVisorImage(ctx, path, dst); err != nil {
+		return "", errdefs.InvalidArgument("pod checkpoint %s: %v", path, err)
+	}
+	if err := m.restorePodState(ctx, sb, r, path); err != nil {
+		return "", err
+	}
+	return dst, nil
 }
 
 // readPodRestore reads the checkpoint and matches the request to it,
@@ -121,7 +165,16 @@ func (m *Manager) readPodRestore(req RestorePodRequest) (*podRestore, error) {
 	if err := protojson.Unmarshal(d.Config, r.old); err != nil {
 		return nil, errdefs.InvalidArgument("pod checkpoint %s: pod config: %v", req.Path, err)
 	}
-	if k := handlerKind(r.handler); string(k) != d.RuntimeKind {
+	k := handlerKind(r.handler)
+	want := checkpoint.ImagesCRIU
+	if k.Traits().SandboxCheckpoint {
+		want = checkpoint.ImagesGVisor
+	}
+	if d.Kind() != want {
+		return nil, errdefs.FailedPrecondition("pod checkpoint %s holds %s images (made on %s handler %s); handler %s runs %s, which restores %s images only",
+			req.Path, d.Kind(), d.RuntimeKind, d.Handler, r.handler.Name, k, want)
+	}
+	if string(k) != d.RuntimeKind {
 		return nil, errdefs.FailedPrecondition("the checkpoint was made on a %s handler (%s); handler %s runs %s", d.RuntimeKind, d.Handler, r.handler.Name, k)
 	}
 	// The checkpoint is input, whoever wrote it: the pod's and the

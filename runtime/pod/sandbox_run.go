@@ -30,7 +30,21 @@ func (m *Manager) ensureImage(ctx context.Context, ref string) (*image.Image, er
 // RunPodSandbox creates and starts a pod: its network namespace wired by
 // CNI, its shim, and its sandbox container. The network is set up while
 // the sandbox container is created.
-func (m *Manager) RunPodSandbox(ctx context.Context, cfg *runtimeapi.PodSandboxConfig, handlerName string) (_ string, err error) {
+func (m *Manager) RunPodSandbox(ctx context.Context, cfg *runtimeapi.PodSandboxConfig, handlerName string) (string, error) {
+	return m.runPodSandbox(ctx, cfg, handlerName, nil)
+}
+
+// sandboxRestore makes runPodSandbox restore the pod's sandbox container
+// from a gVisor image instead of starting it (RestorePod on runsc).
+type sandboxRestore struct {
+	// prepare runs once the new pod's directory and /dev/shm exist,
+	// before its shim and sandbox container: it restores /dev/shm and
+	// puts the sandbox's image in the pod's directory, whose path it
+	// returns.
+	prepare func(ctx context.Context, sb *sandbox) (string, error)
+}
+
+func (m *Manager) runPodSandbox(ctx context.Context, cfg *runtimeapi.PodSandboxConfig, handlerName string, restore *sandboxRestore) (_ string, err error) {
 	if cfg == nil {
 		return "", errdefs.InvalidArgument("config is required")
 	}
@@ -132,6 +146,15 @@ func (m *Manager) RunPodSandbox(ctx context.Context, cfg *runtimeapi.PodSandboxC
 			return "", err
 		}
 	}
+	var restoreImage string
+	if restore != nil {
+		if sb.rec.Pinned {
+			return "", errdefs.FailedPrecondition("handler %s runs pods without a sandbox container: it cannot restore a sandbox image", h.Name)
+		}
+		if restoreImage, err = restore.prepare(ctx, sb); err != nil {
+			return "", err
+		}
+	}
 
 	// Network, in parallel with the shim and the sandbox container.
 	netDone := make(chan struct{})
@@ -199,8 +222,15 @@ func (m *Manager) RunPodSandbox(ctx context.Context, cfg *runtimeapi.PodSandboxC
 	sb.shim = client
 	u.add(func() { m.stopShim(sb) })
 
+	if restoreImage != "" {
+		// gVisor's restore takes the pod's addresses from its network
+		// namespace as it finds it then: CNI has to be done.
+		if <-netDone; netErr != nil {
+			return "", fmt.Errorf("pod network: %w", netErr)
+		}
+	}
 	if !sb.rec.Pinned {
-		pid, err := m.startSandboxContainer(ctx, sb, &u, pauseImg, pauseCfg)
+		pid, err := m.startSandboxContainer(ctx, sb, &u, pauseImg, pauseCfg, restoreImage)
 		if err != nil {
 			return "", err
 		}
@@ -236,7 +266,8 @@ func (m *Manager) RunPodSandbox(ctx context.Context, cfg *runtimeapi.PodSandboxC
 
 // startSandboxContainer creates and starts the pod's sandbox container
 // through its shim and returns its pid; u collects the undo steps.
-func (m *Manager) startSandboxContainer(ctx context.Context, sb *sandbox, u *undo, pauseImg *image.Image, pauseCfg *v1.ConfigFile) (int, error) {
+// With restoreImage, the shim restores it from that gVisor image at start.
+func (m *Manager) startSandboxContainer(ctx context.Context, sb *sandbox, u *undo, pauseImg *image.Image, pauseCfg *v1.ConfigFile, restoreImage string) (int, error) {
 	id, h, client, dir := sb.rec.ID, sb.handler, sb.shim, m.podDir(sb.rec.ID)
 	bundle := filepath.Join(dir, "pause")
 	lowers, err := m.images.Lease(id, pauseImg.ID)
@@ -268,13 +299,25 @@ func (m *Manager) startSandboxContainer(ctx context.Context, sb *sandbox, u *und
 		}
 	}
 	memCg := spec.MemoryCgroupDir(m.host, s.Linux.CgroupsPath)
-	st, err := client.Create(ctx, &shimv1.CreateRequest{Id: id, Bundle: bundle, MemoryCgroup: memCg})
+	creq := &shimv1.CreateRequest{Id: id, Bundle: bundle, MemoryCgroup: memCg}
+	if restoreImage != "" {
+		creq.Restore = &shimv1.RestoreOptions{ImagePath: restoreImage}
+	}
+	st, err := client.Create(ctx, creq)
 	if err != nil {
 		return 0, fmt.Errorf("create sandbox container: %w", err)
 	}
 	u.add(func() { _, _ = client.Delete(context.WithoutCancel(ctx), &shimv1.DeleteRequest{Id: id, Force: true}) })
-	if _, err := client.Start(ctx, &shimv1.IDRequest{Id: id}); err != nil {
+	started, err := client.Start(ctx, &shimv1.IDRequest{Id: id})
+	if err != nil {
+		if restoreImage != "" {
+			return 0, fmt.Errorf("restore sandbox container: %w", err)
+		}
 		return 0, fmt.Errorf("start sandbox container: %w", err)
+	}
+	if restoreImage != "" {
+		// A restored container has its pid once restored.
+		return int(started.Pid), nil
 	}
 	return int(st.Pid), nil
 }

@@ -86,31 +86,6 @@ func TestCheckpointRestorePod(t *testing.T) {
 			t.Errorf("a refused checkpoint left %d entries in output_path", len(left))
 		}
 	})
-	// gVisor saves whole sandboxes its own way, which berth does not
-	// drive yet: both RPCs say so.
-	t.Run("runsc", func(t *testing.T) {
-		cfg := podSpec(dir, "gvisor")
-		gp, err := rt.RunPodSandbox(ctx, &runtimeapi.RunPodSandboxRequest{Config: cfg, RuntimeHandler: "runsc"})
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer b.Crictl(t, "rmp", "-f", gp.PodSandboxId)
-		c, err := rt.CreateContainer(ctx, &runtimeapi.CreateContainerRequest{PodSandboxId: gp.PodSandboxId, Config: ctrSpec("sleeper", "sleep", "600"), SandboxConfig: cfg})
-		if err != nil {
-			t.Fatal(err)
-		}
-		if _, err := rt.StartContainer(ctx, &runtimeapi.StartContainerRequest{ContainerId: c.ContainerId}); err != nil {
-			t.Fatal(err)
-		}
-		_, err = rt.CheckpointPod(ctx, &runtimeapi.CheckpointPodRequest{PodSandboxId: gp.PodSandboxId, OutputPath: out, ContainerIds: []string{c.ContainerId}})
-		if status.Code(err) != codes.Unimplemented || !strings.Contains(err.Error(), "runsc") {
-			t.Errorf("CheckpointPod of a gVisor pod: %v, want Unimplemented saying why", err)
-		}
-		_, err = rt.RestorePod(ctx, &runtimeapi.RestorePodRequest{CheckpointPath: out, RuntimeHandler: "runsc"})
-		if status.Code(err) != codes.Unimplemented || !strings.Contains(err.Error(), "runsc") {
-			t.Errorf("RestorePod on runsc: %v, want Unimplemented saying why", err)
-		}
-	})
 	before := shmCount(t, b, reader)
 	if _, err := rt.CheckpointPod(ctx, &runtimeapi.CheckpointPodRequest{PodSandboxId: pod, OutputPath: out, ContainerIds: ids}); err != nil {
 		t.Fatalf("CheckpointPod: %v", err)

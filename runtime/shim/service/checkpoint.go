@@ -41,7 +41,65 @@ func (s *Service) CheckpointPod(ctx context.Context, req *shimv1.CheckpointPodRe
 	if (req.ShmDir == "") != (req.ShmTar == "") {
 		return nil, errdefs.Errorf(errdefs.ErrInvalidArgument, "shm_dir and shm_tar go together")
 	}
+	if s.opts.Runtime.Traits().SandboxCheckpoint {
+		return s.checkpointSandbox(ctx, req)
+	}
 	return s.checkpoint(ctx, req.Containers, req.TimeoutNs, req.ShmDir, req.ShmTar)
+}
+
+// checkpointSandbox is CheckpointPod on gVisor, which saves the whole
+// sandbox (its kernel: every container's processes, its own files, the
+// pod's SysV objects) in one image: the request names the sandbox
+// container alone. The sandbox is paused (`pause` of the sandbox
+// container stops its whole kernel) before the save and until the pod's
+// /dev/shm, which lives outside it, is written, so that both are one cut;
+// then it is resumed, whatever happened.
+func (s *Service) checkpointSandbox(ctx context.Context, req *shimv1.CheckpointPodRequest) (*shimv1.Empty, error) {
+	if len(req.Containers) != 1 || req.Containers[0].GetId() != s.opts.PodID {
+		return nil, errdefs.Errorf(errdefs.ErrInvalidArgument, "gVisor checkpoints the whole sandbox: name its sandbox container %s alone", s.opts.PodID)
+	}
+	r := req.Containers[0]
+	if r.ImagePath == "" {
+		return nil, errdefs.Errorf(errdefs.ErrInvalidArgument, "image path is required")
+	}
+	if _, err := s.running(r.Id); err != nil {
+		return nil, err
+	}
+	timeout := runtimeTimeout
+	if req.TimeoutNs > 0 {
+		timeout = time.Duration(req.TimeoutNs)
+	}
+	cctx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
+	if err := s.runRuntime(func(logFile string) *exec.Cmd { return s.opts.Runtime.Pause(cctx, r.Id, logFile) }); err != nil {
+		return nil, fmt.Errorf("pause the sandbox: %w", err)
+	}
+	defer func() {
+		rctx, rcancel := runtimeCtx()
+		defer rcancel()
+		if err := s.runRuntime(func(logFile string) *exec.Cmd { return s.opts.Runtime.Resume(rctx, r.Id, logFile) }); err != nil {
+			s.opts.Log.Error("resume the sandbox after checkpoint", "id", r.Id, "err", err)
+		}
+	}()
+	err := s.runRuntime(func(logFile string) *exec.Cmd {
+		return s.opts.Runtime.Checkpoint(cctx, r.Id, oci.CheckpointOpts{ImagePath: r.ImagePath, LogFile: logFile})
+	})
+	if err != nil {
+		if cctx.Err() != nil {
+			return nil, errdefs.Errorf(errdefs.ErrDeadlineExceeded, "checkpoint of sandbox %s did not finish in %s", r.Id, timeout)
+		}
+		return nil, fmt.Errorf("checkpoint sandbox %s: %w", r.Id, err)
+	}
+	if req.ShmDir != "" {
+		if err := checkpoint.WriteTree(req.ShmDir, req.ShmTar); err != nil {
+			return nil, fmt.Errorf("write the pod's /dev/shm: %w", err)
+		}
+	}
+	if err := cctx.Err(); err != nil {
+		return nil, errdefs.Errorf(errdefs.ErrDeadlineExceeded, "checkpoint did not finish in %s", timeout)
+	}
+	s.opts.Log.Info("sandbox checkpointed", "id", r.Id, "images", r.ImagePath)
+	return &shimv1.Empty{}, nil
 }
 
 func (s *Service) checkpoint(ctx context.Context, reqs []*shimv1.CheckpointRequest, timeoutNs int64, shmDir, shmTar string) (*shimv1.Empty, error) {

@@ -27,15 +27,19 @@ import (
 // checkRestore refuses restore options the shim cannot honour.
 func (s *Service) checkRestore(req *shimv1.CreateRequest) error {
 	ro := req.Restore
+	t := s.opts.Runtime.Traits()
 	switch {
 	case ro == nil:
 		return nil
-	case !s.opts.Runtime.Traits().Checkpoint:
+	case !t.Checkpoint && !t.SandboxCheckpoint:
 		return errdefs.Errorf(errdefs.ErrUnimplemented, "%s", s.opts.Runtime.Kind.CheckpointUnsupported())
 	case req.Terminal:
 		return errdefs.Errorf(errdefs.ErrFailedPrecondition, "a container with a terminal cannot be restored")
-	case ro.ImagePath == "" || ro.WorkPath == "":
-		return errdefs.Errorf(errdefs.ErrInvalidArgument, "restore needs image and work paths")
+	case ro.ImagePath == "":
+		return errdefs.Errorf(errdefs.ErrInvalidArgument, "restore needs an image path")
+	case ro.WorkPath == "" && !t.SandboxCheckpoint:
+		// gVisor keeps no restore log of its own beside the image.
+		return errdefs.Errorf(errdefs.ErrInvalidArgument, "restore needs a work path")
 	}
 	return nil
 }
@@ -62,6 +66,9 @@ func (s *Service) pendingRestore(c *container) *shimv1.ContainerState {
 // shim's child (it reparents to the shim, a subreaper, when the runtime
 // exits) and is pinned and reaped as a created one would be.
 func (s *Service) startRestore(c *container) (_ *shimv1.ContainerState, err error) {
+	if s.opts.Runtime.Traits().SandboxCheckpoint {
+		return s.startSandboxRestore(c)
+	}
 	ro := c.restore
 	pidFile := filepath.Join(c.bundle, "init.pid")
 	_ = os.Remove(pidFile)
@@ -202,4 +209,69 @@ func checkRestoredNamespaces(pid int, spec *specs.Spec) error {
 
 func restoreRefused(format string, args ...any) error {
 	return errdefs.Errorf(errdefs.ErrFailedPrecondition, "restore refused: "+format, args...)
+}
+
+// startSandboxRestore restores a container of a gVisor sandbox: `restore
+// --detach` with the stdio prepared at Create. The sandbox container's
+// restore makes the sandbox (its pid is the shim's child to reap, as
+// after `create`) and hands it the image, which it has opened: the copy
+// is removed then. Each other container's restore joins it (its exit
+// then comes from `runsc wait`, as after `start`); the sandbox's kernel
+// resumes when the last container of the image has joined. Nothing runs
+// on the host from the image: the sandbox and its gofers are made from
+// the bundles as at create, the image is read by the sandbox's kernel.
+func (s *Service) startSandboxRestore(c *container) (_ *shimv1.ContainerState, err error) {
+	ro := c.restore
+	pidFile := filepath.Join(c.bundle, "init.pid")
+	_ = os.Remove(pidFile)
+	ctx, cancel := runtimeCtx()
+	defer cancel()
+	c.mu.Lock()
+	c.startedAt = time.Now()
+	c.mu.Unlock()
+	defer func() {
+		if err != nil {
+			c.mu.Lock()
+			c.startedAt = time.Time{}
+			c.mu.Unlock()
+		}
+	}()
+	started := time.Now()
+	err = s.runRuntime(func(logFile string) *exec.Cmd {
+		cmd := s.opts.Runtime.Restore(ctx, c.id, oci.RestoreOpts{Bundle: c.bundle, PidFile: pidFile, ImagePath: ro.ImagePath, LogFile: logFile})
+		in, out, errf := stdioOf(c.childIO)
+		setStdio(cmd, in, out, errf)
+		return cmd
+	})
+	c.closeChildIO()
+	if err != nil {
+		s.forceDelete(c.id)
+		return nil, fmt.Errorf("restore %s: %w", c.id, err)
+	}
+	pid, err := readPid(pidFile)
+	if err != nil {
+		s.forceDelete(c.id)
+		return nil, err
+	}
+	c.mu.Lock()
+	c.pid, c.restore = pid, nil
+	c.status = shimv1.Status_STATUS_RUNNING
+	c.mu.Unlock()
+	if s.waitsThroughRuntime(c.id) {
+		go s.runtimeWait(c) //nolint:gosec // waits for the container's exit, which outlives the Start call
+		s.opts.Log.Info("container restored", "id", c.id, "sandbox pid", pid)
+		return c.state(), nil
+	}
+	s.mu.Lock()
+	if e, ok := s.takeEarly(pid, started); ok {
+		go s.containerExited(c, e)
+	} else {
+		s.byPid[pid] = c
+	}
+	s.mu.Unlock()
+	if err := os.RemoveAll(ro.ImagePath); err != nil {
+		s.opts.Log.Warn("remove the sandbox's checkpoint image", "id", c.id, "err", err)
+	}
+	s.opts.Log.Info("sandbox restored", "id", c.id, "pid", pid)
+	return c.state(), nil
 }
