@@ -25,7 +25,7 @@ func CopyGVisorImage(ctx context.Context, dir, dst string) error {
 	}
 	defer func() { _ = images.Close() }()
 	var state bool
-	err = DirSource(path.Join(dir, GVisorDir)).Walk(func(e *Entry) error {
+	err = DirSourceIn(dir, GVisorDir).Walk(func(e *Entry) error {
 		if err := ctx.Err(); err != nil {
 			return err
 		}

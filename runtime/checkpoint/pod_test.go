@@ -187,3 +187,55 @@ func TestCopyGVisorImage(t *testing.T) {
 		t.Error("a checkpoint without a gVisor image was copied")
 	}
 }
+
+// TestCheckpointDirsNotFollowed: a pod checkpoint's gvisor/ or container
+// directory that is a symlink (to another pod's checkpoint, or within its
+// own) is not read through.
+func TestCheckpointDirsNotFollowed(t *testing.T) {
+	other := t.TempDir()
+	write(t, filepath.Join(other, GVisorDir, GVisorStateFile), "another pod's state")
+	write(t, filepath.Join(other, "containers", "c", ConfigDump), "{}")
+	write(t, filepath.Join(other, "containers", "c", SpecDump), "{}")
+	for name, link := range map[string]string{
+		"outside": other,
+		"inside":  "own", // a directory of the same checkpoint
+	} {
+		src := t.TempDir()
+		target := link
+		if link == "own" {
+			write(t, filepath.Join(src, "own", GVisorDir, GVisorStateFile), "state")
+			write(t, filepath.Join(src, "own", "containers", "c", ConfigDump), "{}")
+			write(t, filepath.Join(src, "own", "containers", "c", SpecDump), "{}")
+			target = filepath.Join(src, "own")
+		}
+		if err := os.Symlink(filepath.Join(target, GVisorDir), filepath.Join(src, GVisorDir)); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.MkdirAll(filepath.Join(src, "containers"), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.Symlink(filepath.Join(target, "containers", "c"), filepath.Join(src, "containers", "c")); err != nil {
+			t.Fatal(err)
+		}
+		dst := t.TempDir()
+		if err := CopyGVisorImage(t.Context(), src, dst); err == nil {
+			t.Errorf("%s: gvisor/ copied through a symlink", name)
+		}
+		if names, _ := os.ReadDir(dst); len(names) != 0 {
+			t.Errorf("%s: %d files copied", name, len(names))
+		}
+		if DirSourceIn(src, "containers/c").IsCheckpoint() {
+			t.Errorf("%s: a container directory read through a symlink", name)
+		}
+		if err := DirSourceIn(src, "containers/c").Walk(func(*Entry) error { return nil }); err == nil {
+			t.Errorf("%s: a container directory walked through a symlink", name)
+		}
+	}
+	// The real thing still reads.
+	src := t.TempDir()
+	write(t, filepath.Join(src, "containers", "c", ConfigDump), "{}")
+	write(t, filepath.Join(src, "containers", "c", SpecDump), "{}")
+	if !DirSourceIn(src, "containers/c").IsCheckpoint() {
+		t.Error("a container directory is no checkpoint")
+	}
+}

@@ -6,7 +6,9 @@ import (
 	"io"
 	"io/fs"
 	"os"
+	"path"
 	"path/filepath"
+	"strings"
 
 	"golang.org/x/sys/unix"
 )
@@ -19,6 +21,8 @@ type Source struct {
 	// Path is the archive or the directory.
 	Path string
 	dir  bool
+	// base and rel, for DirSourceIn: Path is rel within base.
+	base, rel string
 }
 
 // ArchiveSource is the archive at p.
@@ -26,6 +30,40 @@ func ArchiveSource(p string) Source { return Source{Path: p} }
 
 // DirSource is the directory p.
 func DirSource(p string) Source { return Source{Path: p, dir: true} }
+
+// DirSourceIn is the directory rel of the directory base, rel being named
+// by the checkpoint itself (a pod checkpoint's container directory, its
+// gvisor/): it is opened within base, and none of its components may be
+// a symlink (whose target, even within base, would be another part of
+// the checkpoint than the one named).
+func DirSourceIn(base, rel string) Source {
+	return Source{Path: filepath.Join(base, rel), dir: true, base: base, rel: rel}
+}
+
+// openDir opens the directory of a directory source.
+func (s Source) openDir() (*os.Root, error) {
+	if s.base == "" {
+		return os.OpenRoot(s.Path)
+	}
+	root, err := os.OpenRoot(s.base)
+	if err != nil {
+		return nil, err
+	}
+	defer func() { _ = root.Close() }()
+	cur := "."
+	for _, part := range strings.Split(filepath.ToSlash(filepath.Clean(s.rel)), "/") {
+		cur = path.Join(cur, part)
+		fi, err := root.Lstat(cur)
+		if err != nil {
+			return nil, err
+		}
+		if !fi.IsDir() {
+			return nil, fmt.Errorf("%s: not a directory (%s)", filepath.Join(s.base, cur), fi.Mode().Type())
+		}
+	}
+	// Swapped for a link since: still nothing outside base.
+	return root.OpenRoot(s.rel)
+}
 
 func (s Source) String() string { return s.Path }
 
@@ -37,7 +75,7 @@ func (s Source) Walk(fn func(*Entry) error) error {
 	if !s.dir {
 		return Walk(s.Path, fn)
 	}
-	root, err := os.OpenRoot(s.Path)
+	root, err := s.openDir()
 	if err != nil {
 		return err
 	}
@@ -76,7 +114,7 @@ func (s Source) Walk(fn func(*Entry) error) error {
 // spec.dump, which every engine's checkpoint has.
 func (s Source) IsCheckpoint() bool {
 	if s.dir {
-		root, err := os.OpenRoot(s.Path)
+		root, err := s.openDir()
 		if err != nil {
 			return false
 		}

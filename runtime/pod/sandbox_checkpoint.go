@@ -112,6 +112,10 @@ func (m *Manager) CheckpointPod(ctx context.Context, podID, out string, ids []st
 			if err := PrivateDir(dir); err != nil {
 				return err
 			}
+			// Named without an image: the shim checks, the sandbox
+			// paused, that it holds these and no other (one created
+			// meanwhile would be in gVisor's image, not in pod.json).
+			req.Containers = append(req.Containers, &shimv1.CheckpointRequest{Id: cr.ID})
 			continue
 		}
 		images := filepath.Join(dir, checkpoint.ImagesDir)
@@ -160,6 +164,19 @@ func (m *Manager) podCheckpointable(sb *sandbox) error {
 	}
 	if m.idmapFor(sb) != nil {
 		return errdefs.FailedPrecondition("pods with a user namespace (hostUsers: false) cannot be checkpointed or restored")
+	}
+	if hostNetwork(sb.cfg) {
+		// runsc runs them on the host's stack (--network=host), whose
+		// connections it cannot save.
+		return errdefs.FailedPrecondition("gVisor cannot checkpoint or restore a pod on the host's network")
+	}
+	args := sb.handler.Args
+	for i, a := range args {
+		if strings.TrimLeft(a, "-") == "overlay2=none" || strings.TrimLeft(a, "-") == "overlay2" && i+1 < len(args) && args[i+1] == "none" {
+			// Files written in the containers then go to the host,
+			// outside the sandbox's image: a restore would lose them.
+			return errdefs.FailedPrecondition("handler %s runs runsc with %s: the containers' file changes are outside the sandbox's image; checkpoint pods on a handler with gVisor's overlay", sb.handler.Name, a)
+		}
 	}
 	return nil
 }

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 
@@ -51,8 +52,13 @@ func TestCheckpointPodGVisor(t *testing.T) {
 		t.Fatalf("the shim was asked %d times", len(sh.ckptPods))
 	}
 	req := sh.ckptPods[0]
-	if len(req.Containers) != 1 || req.Containers[0].Id != pod || filepath.Base(req.Containers[0].ImagePath) != checkpoint.GVisorDir || req.ShmTar == "" {
-		t.Errorf("shim request: %v, want the sandbox container %s alone, into gvisor/, and /dev/shm", req, pod)
+	if len(req.Containers) != 3 || req.Containers[0].Id != pod || filepath.Base(req.Containers[0].ImagePath) != checkpoint.GVisorDir || req.ShmTar == "" {
+		t.Errorf("shim request: %v, want the sandbox container %s first, into gvisor/, and /dev/shm", req, pod)
+	} else {
+		others := []string{req.Containers[1].Id, req.Containers[2].Id}
+		if !slices.Contains(others, a) || !slices.Contains(others, b) || req.Containers[1].ImagePath != "" || req.Containers[2].ImagePath != "" {
+			t.Errorf("shim request: %v, want %s and %s named without paths", req.Containers[1:], a, b)
+		}
 	}
 	d, err := checkpoint.ReadPodDump(out)
 	if err != nil {
@@ -186,4 +192,39 @@ func TestRestorePodGVisorImageAttacks(t *testing.T) {
 			}
 		})
 	}
+}
+
+// TestCheckpointPodGVisorRefusals: gVisor pods whose state the sandbox's
+// image would not hold are refused before anything is paused: one on the
+// host's network, one on a handler without gVisor's overlay.
+func TestCheckpointPodGVisorRefusals(t *testing.T) {
+	e := newEnv(t)
+	e.hs.byName["runsc"].Kind = oci.KindRunsc
+	ctx := context.Background()
+	check := func(name, pod string) {
+		t.Helper()
+		id := e.createCtr(pod, "a")
+		if err := e.m.StartContainer(ctx, id); err != nil {
+			t.Fatal(err)
+		}
+		err := e.m.CheckpointPod(ctx, pod, t.TempDir(), []string{id}, nil)
+		if !errors.Is(err, errdefs.ErrFailedPrecondition) {
+			t.Errorf("%s: %v, want FailedPrecondition", name, err)
+		}
+		if n := len(e.shimOf(pod).ckptPods); n != 0 {
+			t.Errorf("%s: the shim was asked %d times", name, n)
+		}
+	}
+	cfg := podConfig("hostnet")
+	cfg.Linux.SecurityContext.NamespaceOptions = &runtimeapi.NamespaceOption{Network: runtimeapi.NamespaceMode_NODE}
+	pod, err := e.m.RunPodSandbox(ctx, cfg, "runsc")
+	if err != nil {
+		t.Fatal(err)
+	}
+	check("host network", pod)
+	e.hs.byName["runsc"].Args = []string{"--overlay2", "none"}
+	if pod, err = e.m.RunPodSandbox(ctx, podConfig("nooverlay"), "runsc"); err != nil {
+		t.Fatal(err)
+	}
+	check("--overlay2 none", pod)
 }

@@ -3,7 +3,6 @@ package pod
 import (
 	"fmt"
 	"maps"
-	"path/filepath"
 	"slices"
 
 	"google.golang.org/protobuf/proto"
@@ -33,7 +32,7 @@ func (m *Manager) matchContainers(r *podRestore, req RestorePodRequest) error {
 		given[name] = c
 	}
 	for _, pc := range r.dump.Containers {
-		src := checkpoint.DirSource(filepath.Join(req.Path, pc.Dir()))
+		src := checkpoint.DirSourceIn(req.Path, pc.Dir())
 		if !src.IsCheckpoint() {
 			return errdefs.InvalidArgument("pod checkpoint %s: %s holds no container checkpoint", req.Path, pc.Dir())
 		}

@@ -54,13 +54,20 @@ func (s *Service) CheckpointPod(ctx context.Context, req *shimv1.CheckpointPodRe
 // container stops its whole kernel) before the save and until the pod's
 // /dev/shm, which lives outside it, is written, so that both are one cut;
 // then it is resumed, whatever happened.
-func (s *Service) checkpointSandbox(ctx context.Context, req *shimv1.CheckpointPodRequest) (*shimv1.Empty, error) {
-	if len(req.Containers) != 1 || req.Containers[0].GetId() != s.opts.PodID {
-		return nil, errdefs.Errorf(errdefs.ErrInvalidArgument, "gVisor checkpoints the whole sandbox: name its sandbox container %s alone", s.opts.PodID)
+func (s *Service) checkpointSandbox(ctx context.Context, req *shimv1.CheckpointPodRequest) (_ *shimv1.Empty, err error) {
+	if len(req.Containers) == 0 || req.Containers[0].GetId() != s.opts.PodID {
+		return nil, errdefs.Errorf(errdefs.ErrInvalidArgument, "gVisor checkpoints the whole sandbox: name its sandbox container %s first", s.opts.PodID)
 	}
 	r := req.Containers[0]
 	if r.ImagePath == "" {
 		return nil, errdefs.Errorf(errdefs.ErrInvalidArgument, "image path is required")
+	}
+	named := map[string]bool{}
+	for _, c := range req.Containers[1:] {
+		if c.GetImagePath() != "" || c.GetWorkPath() != "" || c.GetId() == s.opts.PodID || named[c.GetId()] {
+			return nil, errdefs.Errorf(errdefs.ErrInvalidArgument, "gVisor saves the sandbox in one image: name each other container of the pod once, without paths")
+		}
+		named[c.GetId()] = true
 	}
 	if _, err := s.running(r.Id); err != nil {
 		return nil, err
@@ -71,20 +78,22 @@ func (s *Service) checkpointSandbox(ctx context.Context, req *shimv1.CheckpointP
 	}
 	cctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
+	// Resumed whatever pause answers: one cut short by the timeout may
+	// have paused the sandbox all the same.
+	defer func() {
+		if rerr := s.resume(r.Id); rerr != nil && err == nil {
+			err = rerr
+		}
+	}()
 	if err := s.runRuntime(func(logFile string) *exec.Cmd { return s.opts.Runtime.Pause(cctx, r.Id, logFile) }); err != nil {
 		return nil, fmt.Errorf("pause the sandbox: %w", err)
 	}
-	defer func() {
-		rctx, rcancel := runtimeCtx()
-		defer rcancel()
-		if err := s.runRuntime(func(logFile string) *exec.Cmd { return s.opts.Runtime.Resume(rctx, r.Id, logFile) }); err != nil {
-			s.opts.Log.Error("resume the sandbox after checkpoint", "id", r.Id, "err", err)
-		}
-	}()
-	err := s.runRuntime(func(logFile string) *exec.Cmd {
+	if err := s.sandboxHolds(named); err != nil {
+		return nil, err
+	}
+	if err := s.runRuntime(func(logFile string) *exec.Cmd {
 		return s.opts.Runtime.Checkpoint(cctx, r.Id, oci.CheckpointOpts{ImagePath: r.ImagePath, LogFile: logFile})
-	})
-	if err != nil {
+	}); err != nil {
 		if cctx.Err() != nil {
 			return nil, errdefs.Errorf(errdefs.ErrDeadlineExceeded, "checkpoint of sandbox %s did not finish in %s", r.Id, timeout)
 		}
@@ -102,7 +111,7 @@ func (s *Service) checkpointSandbox(ctx context.Context, req *shimv1.CheckpointP
 	return &shimv1.Empty{}, nil
 }
 
-func (s *Service) checkpoint(ctx context.Context, reqs []*shimv1.CheckpointRequest, timeoutNs int64, shmDir, shmTar string) (*shimv1.Empty, error) {
+func (s *Service) checkpoint(ctx context.Context, reqs []*shimv1.CheckpointRequest, timeoutNs int64, shmDir, shmTar string) (_ *shimv1.Empty, err error) {
 	if why := s.opts.Runtime.Traits(); !why.Checkpoint {
 		return nil, errdefs.Errorf(errdefs.ErrUnimplemented, "%s", s.opts.Runtime.Kind.CheckpointUnsupported())
 	}
@@ -131,18 +140,18 @@ func (s *Service) checkpoint(ctx context.Context, reqs []*shimv1.CheckpointReque
 		// Whatever happened (a dump cut short by the timeout too), the
 		// containers run on: a fresh context, not the expired one.
 		for _, id := range frozen {
-			rctx, rcancel := runtimeCtx()
-			if err := s.runRuntime(func(logFile string) *exec.Cmd { return s.opts.Runtime.Resume(rctx, id, logFile) }); err != nil {
-				s.opts.Log.Error("resume container after checkpoint", "id", id, "err", err)
+			if rerr := s.resume(id); rerr != nil && err == nil {
+				err = rerr
 			}
-			rcancel()
 		}
 	}()
 	for _, req := range reqs {
+		// Resumed whatever pause answers: one cut short by the timeout
+		// may have frozen the container all the same.
+		frozen = append(frozen, req.Id)
 		if err := s.runRuntime(func(logFile string) *exec.Cmd { return s.opts.Runtime.Pause(cctx, req.Id, logFile) }); err != nil {
 			return nil, fmt.Errorf("freeze container %s: %w", req.Id, err)
 		}
-		frozen = append(frozen, req.Id)
 	}
 	for i, req := range reqs {
 		err := s.runRuntime(func(logFile string) *exec.Cmd {
@@ -211,4 +220,43 @@ func criuError(err error, logPath string) error {
 		lines = lines[len(lines)-3:]
 	}
 	return fmt.Errorf("%w (CRIU: %s)", err, strings.Join(lines, "; "))
+}
+
+// resume resumes container id after its checkpoint, with a fresh context
+// (the checkpoint's may have expired). A container left frozen is the
+// call's error: the checkpoint was written, but the pod does not run on.
+func (s *Service) resume(id string) error {
+	ctx, cancel := runtimeCtx()
+	defer cancel()
+	if err := s.runRuntime(func(logFile string) *exec.Cmd { return s.opts.Runtime.Resume(ctx, id, logFile) }); err != nil {
+		s.opts.Log.Error("resume after checkpoint", "id", id, "err", err)
+		return fmt.Errorf("resume %s after its checkpoint: %w", id, err)
+	}
+	return nil
+}
+
+// sandboxHolds checks, the sandbox paused, that its containers besides
+// the sandbox container are those named, all running: gVisor saves every
+// container it holds, and its restore waits for each one of the image.
+func (s *Service) sandboxHolds(named map[string]bool) error {
+	s.mu.Lock()
+	var held []*container
+	for id, c := range s.containers {
+		if id != s.opts.PodID {
+			held = append(held, c)
+		}
+	}
+	s.mu.Unlock()
+	for _, c := range held {
+		if !named[c.id] {
+			return errdefs.Errorf(errdefs.ErrFailedPrecondition, "the sandbox holds container %s, which the checkpoint does not name (created meanwhile?)", c.id)
+		}
+		if err := c.requireRunning(); err != nil {
+			return err
+		}
+	}
+	if len(held) != len(named) {
+		return errdefs.Errorf(errdefs.ErrFailedPrecondition, "the sandbox holds %d of the %d containers named", len(held), len(named))
+	}
+	return nil
 }

@@ -18,9 +18,11 @@ func TestSandboxCheckpointRequests(t *testing.T) {
 	s := &Service{opts: Options{PodID: "pod", Runtime: &oci.Runtime{Kind: oci.KindRunsc}, Log: slog.New(slog.DiscardHandler)}, containers: map[string]*container{}}
 	ctx := context.Background()
 	for name, req := range map[string]*shimv1.CheckpointPodRequest{
-		"a container":         {Containers: []*shimv1.CheckpointRequest{{Id: "ctr", ImagePath: "/i"}}},
-		"sandbox and another": {Containers: []*shimv1.CheckpointRequest{{Id: "pod", ImagePath: "/i"}, {Id: "ctr", ImagePath: "/j"}}},
-		"no image path":       {Containers: []*shimv1.CheckpointRequest{{Id: "pod"}}},
+		"a container":           {Containers: []*shimv1.CheckpointRequest{{Id: "ctr", ImagePath: "/i"}}},
+		"another with an image": {Containers: []*shimv1.CheckpointRequest{{Id: "pod", ImagePath: "/i"}, {Id: "ctr", ImagePath: "/j"}}},
+		"another first":         {Containers: []*shimv1.CheckpointRequest{{Id: "ctr"}, {Id: "pod", ImagePath: "/i"}}},
+		"one named twice":       {Containers: []*shimv1.CheckpointRequest{{Id: "pod", ImagePath: "/i"}, {Id: "ctr"}, {Id: "ctr"}}},
+		"no image path":         {Containers: []*shimv1.CheckpointRequest{{Id: "pod"}}},
 	} {
 		if _, err := s.CheckpointPod(ctx, req); !errors.Is(err, errdefs.ErrInvalidArgument) {
 			t.Errorf("%s: %v, want InvalidArgument", name, err)
@@ -43,5 +45,37 @@ func TestSandboxCheckpointRequests(t *testing.T) {
 		if err := s.checkRestore(tc.req); !errors.Is(err, tc.want) && (tc.want != nil || err != nil) {
 			t.Errorf("%s: %v, want %v", name, err, tc.want)
 		}
+	}
+}
+
+// TestSandboxHolds: a gVisor checkpoint goes ahead only when the sandbox
+// holds exactly the containers named, all running (one created while
+// berthd listed them would be in gVisor's image and not in pod.json).
+func TestSandboxHolds(t *testing.T) {
+	running := func(id string) *container {
+		return &container{id: id, status: shimv1.Status_STATUS_RUNNING}
+	}
+	s := &Service{opts: Options{PodID: "pod"}, containers: map[string]*container{"pod": running("pod"), "a": running("a"), "b": running("b")}}
+	for name, tc := range map[string]struct {
+		named []string
+		ok    bool
+	}{
+		"all":              {[]string{"a", "b"}, true},
+		"one not named":    {[]string{"a"}, false},
+		"one not there":    {[]string{"a", "b", "c"}, false},
+		"another in place": {[]string{"a", "c"}, false},
+	} {
+		named := map[string]bool{}
+		for _, id := range tc.named {
+			named[id] = true
+		}
+		err := s.sandboxHolds(named)
+		if tc.ok != (err == nil) || err != nil && !errors.Is(err, errdefs.ErrFailedPrecondition) {
+			t.Errorf("%s: %v", name, err)
+		}
+	}
+	s.containers["b"].status = shimv1.Status_STATUS_CREATED
+	if err := s.sandboxHolds(map[string]bool{"a": true, "b": true}); !errors.Is(err, errdefs.ErrFailedPrecondition) {
+		t.Errorf("a container created, not started: %v", err)
 	}
 }
