@@ -50,7 +50,8 @@ func (s *Service) CheckpointPod(ctx context.Context, req *shimv1.CheckpointPodRe
 // checkpointSandbox is CheckpointPod on gVisor, which saves the whole
 // sandbox (its kernel: every container's processes, its own files, the
 // pod's SysV objects) in one image: the request names the sandbox
-// container alone. The sandbox is paused (`pause` of the sandbox
+// container first, with the image's path, then every other container of
+// the pod, without paths. The sandbox is paused (`pause` of the sandbox
 // container stops its whole kernel) before the save and until the pod's
 // /dev/shm, which lives outside it, is written, so that both are one cut;
 // then it is resumed, whatever happened.
