@@ -183,13 +183,7 @@ func (s *Service) create(c *container, req *shimv1.CreateRequest) (_ *shimv1.Con
 		s.opts.Log.Info("container created", "id", c.id, "sandbox pid", pid)
 		return c.state(), nil
 	}
-	s.mu.Lock()
-	if e, ok := s.takeEarly(pid, started); ok {
-		go s.containerExited(c, e)
-	} else {
-		s.byPid[pid] = c
-	}
-	s.mu.Unlock()
+	s.watchInit(c, pid, started)
 	s.opts.Log.Info("container created", "id", c.id, "pid", pid)
 	return c.state(), nil
 }

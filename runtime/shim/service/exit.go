@@ -82,3 +82,15 @@ func (s *Service) containerExited(c *container, e reaper.Exit) {
 }
 
 func (s *Service) exitFile(id string) string { return exitfile.Path(s.opts.StateDir, id) }
+
+// watchInit hands c's init (pid, made at started) to the reaper's exits:
+// one reaped already since then ends c now, a later one will.
+func (s *Service) watchInit(c *container, pid int, started time.Time) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if e, ok := s.takeEarly(pid, started); ok {
+		go s.containerExited(c, e)
+		return
+	}
+	s.byPid[pid] = c
+}

@@ -65,40 +65,15 @@ func (s *Service) pendingRestore(c *container) *shimv1.ContainerState {
 // the stdio prepared at Create, after which the restored init is the
 // shim's child (it reparents to the shim, a subreaper, when the runtime
 // exits) and is pinned and reaped as a created one would be.
-func (s *Service) startRestore(c *container) (_ *shimv1.ContainerState, err error) {
+func (s *Service) startRestore(c *container) (*shimv1.ContainerState, error) {
 	if s.opts.Runtime.Traits().SandboxCheckpoint {
 		return s.startSandboxRestore(c)
 	}
 	ro := c.restore
-	pidFile := filepath.Join(c.bundle, "init.pid")
-	_ = os.Remove(pidFile)
-	ctx, cancel := runtimeCtx()
-	defer cancel()
-	c.mu.Lock()
-	c.startedAt = time.Now()
-	c.mu.Unlock()
-	defer func() {
-		if err != nil {
-			c.mu.Lock()
-			c.startedAt = time.Time{}
-			c.mu.Unlock()
-		}
-	}()
-	started := time.Now()
-	err = s.runRuntime(func(logFile string) *exec.Cmd {
-		cmd := s.opts.Runtime.Restore(ctx, c.id, oci.RestoreOpts{Bundle: c.bundle, PidFile: pidFile, ImagePath: ro.ImagePath, WorkPath: ro.WorkPath, LogFile: logFile})
-		in, out, errf := stdioOf(c.childIO)
-		setStdio(cmd, in, out, errf)
-		return cmd
+	pid, started, err := s.runRestore(c, ro.WorkPath, func(err error) error {
+		return criuError(err, filepath.Join(ro.WorkPath, checkpoint.RestoreLog))
 	})
-	c.closeChildIO()
 	if err != nil {
-		s.forceDelete(c.id)
-		return nil, criuError(err, filepath.Join(ro.WorkPath, checkpoint.RestoreLog))
-	}
-	pid, err := readPid(pidFile)
-	if err != nil {
-		s.forceDelete(c.id)
 		return nil, err
 	}
 	init, err := direct.PinInit(pid)
@@ -109,19 +84,16 @@ func (s *Service) startRestore(c *container) (_ *shimv1.ContainerState, err erro
 	}
 	if err != nil {
 		s.forceDelete(c.id)
+		c.mu.Lock()
+		c.startedAt = time.Time{}
+		c.mu.Unlock()
 		return nil, err
 	}
 	c.mu.Lock()
 	c.pid, c.init, c.restore = pid, init, nil
 	c.status = shimv1.Status_STATUS_RUNNING
 	c.mu.Unlock()
-	s.mu.Lock()
-	if e, ok := s.takeEarly(pid, started); ok {
-		go s.containerExited(c, e)
-	} else {
-		s.byPid[pid] = c
-	}
-	s.mu.Unlock()
+	s.watchInit(c, pid, started)
 	// The images are spent (the processes run from memory now); they are
 	// as large as that memory. CRIU's restore.log stays beside them.
 	if err := os.RemoveAll(ro.ImagePath); err != nil {
@@ -220,8 +192,38 @@ func restoreRefused(format string, args ...any) error {
 // resumes when the last container of the image has joined. Nothing runs
 // on the host from the image: the sandbox and its gofers are made from
 // the bundles as at create, the image is read by the sandbox's kernel.
-func (s *Service) startSandboxRestore(c *container) (_ *shimv1.ContainerState, err error) {
+func (s *Service) startSandboxRestore(c *container) (*shimv1.ContainerState, error) {
 	ro := c.restore
+	// gVisor keeps no restore log of its own beside the image: no work path.
+	pid, started, err := s.runRestore(c, "", func(err error) error {
+		return fmt.Errorf("restore %s: %w", c.id, err)
+	})
+	if err != nil {
+		return nil, err
+	}
+	c.mu.Lock()
+	c.pid, c.restore = pid, nil
+	c.status = shimv1.Status_STATUS_RUNNING
+	c.mu.Unlock()
+	if s.waitsThroughRuntime(c.id) {
+		go s.runtimeWait(c) //nolint:gosec // waits for the container's exit, which outlives the Start call
+		s.opts.Log.Info("container restored", "id", c.id, "sandbox pid", pid)
+		return c.state(), nil
+	}
+	s.watchInit(c, pid, started)
+	if err := os.RemoveAll(ro.ImagePath); err != nil {
+		s.opts.Log.Warn("remove the sandbox's checkpoint image", "id", c.id, "err", err)
+	}
+	s.opts.Log.Info("sandbox restored", "id", c.id, "pid", pid)
+	return c.state(), nil
+}
+
+// runRestore runs the runtime's `restore --detach` of c (from the image
+// of its RestoreOptions, with the stdio prepared at Create) and returns
+// the restored init's pid and when the restore began (for exits reaped
+// meanwhile). On failure the container is deleted and failed says what
+// went wrong; c's start time is kept only on success.
+func (s *Service) runRestore(c *container, workPath string, failed func(error) error) (pid int, started time.Time, err error) {
 	pidFile := filepath.Join(c.bundle, "init.pid")
 	_ = os.Remove(pidFile)
 	ctx, cancel := runtimeCtx()
@@ -236,9 +238,9 @@ func (s *Service) startSandboxRestore(c *container) (_ *shimv1.ContainerState, e
 			c.mu.Unlock()
 		}
 	}()
-	started := time.Now()
+	started = time.Now()
 	err = s.runRuntime(func(logFile string) *exec.Cmd {
-		cmd := s.opts.Runtime.Restore(ctx, c.id, oci.RestoreOpts{Bundle: c.bundle, PidFile: pidFile, ImagePath: ro.ImagePath, LogFile: logFile})
+		cmd := s.opts.Runtime.Restore(ctx, c.id, oci.RestoreOpts{Bundle: c.bundle, PidFile: pidFile, ImagePath: c.restore.ImagePath, WorkPath: workPath, LogFile: logFile})
 		in, out, errf := stdioOf(c.childIO)
 		setStdio(cmd, in, out, errf)
 		return cmd
@@ -246,32 +248,11 @@ func (s *Service) startSandboxRestore(c *container) (_ *shimv1.ContainerState, e
 	c.closeChildIO()
 	if err != nil {
 		s.forceDelete(c.id)
-		return nil, fmt.Errorf("restore %s: %w", c.id, err)
+		return 0, started, failed(err)
 	}
-	pid, err := readPid(pidFile)
-	if err != nil {
+	if pid, err = readPid(pidFile); err != nil {
 		s.forceDelete(c.id)
-		return nil, err
+		return 0, started, err
 	}
-	c.mu.Lock()
-	c.pid, c.restore = pid, nil
-	c.status = shimv1.Status_STATUS_RUNNING
-	c.mu.Unlock()
-	if s.waitsThroughRuntime(c.id) {
-		go s.runtimeWait(c) //nolint:gosec // waits for the container's exit, which outlives the Start call
-		s.opts.Log.Info("container restored", "id", c.id, "sandbox pid", pid)
-		return c.state(), nil
-	}
-	s.mu.Lock()
-	if e, ok := s.takeEarly(pid, started); ok {
-		go s.containerExited(c, e)
-	} else {
-		s.byPid[pid] = c
-	}
-	s.mu.Unlock()
-	if err := os.RemoveAll(ro.ImagePath); err != nil {
-		s.opts.Log.Warn("remove the sandbox's checkpoint image", "id", c.id, "err", err)
-	}
-	s.opts.Log.Info("sandbox restored", "id", c.id, "pid", pid)
-	return c.state(), nil
+	return pid, started, nil
 }
