@@ -45,21 +45,8 @@ func TestCheckpointRestorePodGVisor(t *testing.T) {
 		t.Fatal(err)
 	}
 	pod := run.PodSandboxId
-	specs := []*runtimeapi.ContainerConfig{ctrSpec("writer", "sh", "-c", gvisorWriter), ctrSpec("reader", "sh", "-c", shmReader)}
-	specs[0].Linux.SecurityContext.Capabilities = &runtimeapi.Capability{AddCapabilities: []string{"SYS_ADMIN"}} // for hostname
-	var ids []string
-	for _, cfg := range specs {
-		c, err := rt.CreateContainer(ctx, &runtimeapi.CreateContainerRequest{PodSandboxId: pod, Config: cfg, SandboxConfig: podCfg})
-		if err != nil {
-			t.Fatal(err)
-		}
-		if _, err := rt.StartContainer(ctx, &runtimeapi.StartContainerRequest{ContainerId: c.ContainerId}); err != nil {
-			t.Fatal(err)
-		}
-		ids = append(ids, c.ContainerId)
-	}
-	writer, reader := ids[0], ids[1]
-	waitShm(t, b, reader, 20)
+	specs, writer, reader := startShmPair(ctx, t, b, rt, pod, podCfg, gvisorWriter)
+	ids := []string{writer, reader}
 	oldIP := b.PodSandboxStatus(t, pod, nil).GetNetwork().GetIp()
 
 	out := filepath.Join(dir, "ckpt")

@@ -51,21 +51,8 @@ func TestCheckpointRestorePod(t *testing.T) {
 		t.Fatal(err)
 	}
 	pod := run.PodSandboxId
-	specs := []*runtimeapi.ContainerConfig{ctrSpec("writer", "sh", "-c", shmWriter), ctrSpec("reader", "sh", "-c", shmReader)}
-	specs[0].Linux.SecurityContext.Capabilities = &runtimeapi.Capability{AddCapabilities: []string{"SYS_ADMIN"}} // for hostname
-	var ids []string
-	for _, cfg := range specs {
-		c, err := rt.CreateContainer(ctx, &runtimeapi.CreateContainerRequest{PodSandboxId: pod, Config: cfg, SandboxConfig: podCfg})
-		if err != nil {
-			t.Fatal(err)
-		}
-		if _, err := rt.StartContainer(ctx, &runtimeapi.StartContainerRequest{ContainerId: c.ContainerId}); err != nil {
-			t.Fatal(err)
-		}
-		ids = append(ids, c.ContainerId)
-	}
-	writer, reader := ids[0], ids[1]
-	waitShm(t, b, reader, 20)
+	specs, writer, reader := startShmPair(ctx, t, b, rt, pod, podCfg, shmWriter)
+	ids := []string{writer, reader}
 
 	out := filepath.Join(dir, "ckpt")
 	if err := os.Mkdir(out, 0o700); err != nil {
@@ -249,6 +236,27 @@ func seen(t *testing.T, b *harness.Berthd, reader string) [2]int {
 func shmCount(t *testing.T, b *harness.Berthd, reader string) int {
 	t.Helper()
 	return seen(t, b, reader)[1]
+}
+
+// startShmPair starts the writer (script) and the reader of a counter
+// shared through /dev/shm in pod, and waits for the reader to count 20.
+func startShmPair(ctx context.Context, t *testing.T, b *harness.Berthd, rt runtimeapi.RuntimeServiceClient, pod string, podCfg *runtimeapi.PodSandboxConfig, script string) (specs []*runtimeapi.ContainerConfig, writer, reader string) {
+	t.Helper()
+	specs = []*runtimeapi.ContainerConfig{ctrSpec("writer", "sh", "-c", script), ctrSpec("reader", "sh", "-c", shmReader)}
+	specs[0].Linux.SecurityContext.Capabilities = &runtimeapi.Capability{AddCapabilities: []string{"SYS_ADMIN"}} // for hostname
+	var ids []string
+	for _, cfg := range specs {
+		c, err := rt.CreateContainer(ctx, &runtimeapi.CreateContainerRequest{PodSandboxId: pod, Config: cfg, SandboxConfig: podCfg})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := rt.StartContainer(ctx, &runtimeapi.StartContainerRequest{ContainerId: c.ContainerId}); err != nil {
+			t.Fatal(err)
+		}
+		ids = append(ids, c.ContainerId)
+	}
+	waitShm(t, b, ids[1], 20)
+	return specs, ids[0], ids[1]
 }
 
 func waitShm(t *testing.T, b *harness.Berthd, reader string, n int) {
